@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/component-base/cli"
+	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+// saIssuer is fixed rather than derived from the (possibly changing) port so
+// that service account tokens stay valid across restarts.
+const saIssuer = "https://kubernetes.default.svc.cluster.local"
+
+// serve runs etcd and kube-apiserver until SIGTERM/SIGINT (or stdin EOF with
+// --stop-on-stdin-eof), then stops the apiserver and then etcd.
+func serve(args []string) error {
+	fs := flag.NewFlagSet(prog+" serve", flag.ExitOnError)
+	dataDir := fs.String("data-dir", "", "directory for certificates, kubeconfig, logs and etcd data; created if missing, reused on restart (required)")
+	bind := fs.String("bind-address", "127.0.0.1", "IP address to serve on")
+	advertise := fs.String("advertise-address", "", "IP address the apiserver advertises and the kubeconfig points at (default: the bind address, or loopback if that is unspecified)")
+	port := fs.Int("secure-port", 0, "HTTPS port; 0 picks a free one")
+	serviceRange := fs.String("service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/112", "service CIDR, or two comma-separated CIDRs for dual-stack")
+	stopOnEOF := fs.Bool("stop-on-stdin-eof", false, "also shut down when stdin reaches EOF, so the server dies with whoever holds the pipe")
+	fs.Parse(args) //nolint:errcheck // ExitOnError
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if *dataDir == "" {
+		return errors.New("serve: --data-dir is required")
+	}
+	bindIP := net.ParseIP(*bind)
+	if bindIP == nil {
+		return fmt.Errorf("serve: --bind-address %q is not an IP address", *bind)
+	}
+	advertiseIP := bindIP
+	switch {
+	case *advertise != "":
+		if advertiseIP = net.ParseIP(*advertise); advertiseIP == nil {
+			return fmt.Errorf("serve: --advertise-address %q is not an IP address", *advertise)
+		}
+	case bindIP.Equal(net.IPv4zero):
+		advertiseIP = net.IPv4(127, 0, 0, 1)
+	case bindIP.Equal(net.IPv6unspecified):
+		advertiseIP = net.IPv6loopback
+	}
+
+	// Creating the command installs the SIGTERM/SIGINT handler (once per
+	// process); its context governs everything below.
+	cmd := app.NewAPIServerCommand()
+	ctx := cmd.Context()
+	if *stopOnEOF {
+		go func() {
+			io.Copy(io.Discard, os.Stdin) //nolint:errcheck // EOF or error: the parent is gone either way
+			genericapiserver.RequestShutdown()
+		}()
+	}
+
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	ports, err := reservePorts(net.JoinHostPort(*bind, strconv.Itoa(*port)), "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("serve: %w (--secure-port 0 picks a free port)", err)
+	}
+	server := "https://" + net.JoinHostPort(advertiseIP.String(), strconv.Itoa(ports[0]))
+	adminTLS, err := writeServerFiles(*dataDir, server, bindIP, advertiseIP)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	logToFile(filepath.Join(*dataDir, "apiserver.log"))
+	etcd, etcdURL, err := startEtcd(ctx, filepath.Join(*dataDir, "etcd"), ports[1], ports[2])
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // asked to stop while starting
+		}
+		return err
+	}
+	defer etcd.Close()
+
+	path := func(name string) string { return filepath.Join(*dataDir, name) }
+	cmd.SetArgs([]string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=" + *bind,
+		"--advertise-address=" + advertiseIP.String(),
+		"--secure-port=" + strconv.Itoa(ports[0]),
+		"--tls-cert-file=" + path(servingCertFile),
+		"--tls-private-key-file=" + path(servingKeyFile),
+		"--client-ca-file=" + path(caCertFile),
+		"--service-account-issuer=" + saIssuer,
+		"--service-account-key-file=" + path(saKeyFile),
+		"--service-account-signing-key-file=" + path(saKeyFile),
+		"--service-cluster-ip-range=" + *serviceRange,
+		"--authorization-mode=RBAC",
+		// No controller-manager runs, so nothing would create the default
+		// ServiceAccount this plugin insists on.
+		"--disable-admission-plugins=ServiceAccount",
+		// Loopback advertise addresses are not valid endpoints for the
+		// "kubernetes" Service.
+		"--endpoint-reconciler-type=none",
+		"--allow-privileged=true",
+		"--v=0",
+	})
+	go announceWhenReady(ctx, server, adminTLS)
+	if err := cli.RunNoErrOutput(cmd); err != nil {
+		return fmt.Errorf("kube-apiserver: %w (log: %s)", err, path("apiserver.log"))
+	}
+	return nil
+}
+
+// reservePorts listens on each address (port 0: any free port) and returns
+// the ports after closing all listeners, so the picked ports are distinct.
+// Someone else could grab one before we reuse it, but that is unlikely.
+func reservePorts(addrs ...string) ([]int, error) {
+	var ports []int
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// writeServerFiles creates (or reuses) the data dir's CA and service account
+// key, issues a fresh serving cert and admin client cert, writes the admin
+// kubeconfig for server, and returns the admin's TLS client config.
+func writeServerFiles(dir, server string, ips ...net.IP) (*tls.Config, error) {
+	ca, err := loadOrCreateCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadOrCreateKey(filepath.Join(dir, saKeyFile)); err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM, err := ca.issue(servingTemplate(ips...))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, servingCertFile), certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, servingKeyFile), keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+
+	const admin = "herald-admin"
+	certPEM, keyPEM, err = ca.issue(clientTemplate(admin, []string{"system:masters"}))
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := kubeconfigFor(server, ca.certPEM, admin, certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, kubeconfigFile), kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}, nil
+}
+
+// logToFile sends klog output (the apiserver's log) to path instead of
+// stderr, so a harness that stops reading stderr can't block the server.
+// Errors still go to stderr as well.
+func logToFile(path string) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	fs.Set("logtostderr", "false") //nolint:errcheck // known flags and values
+	fs.Set("one_output", "true")   //nolint:errcheck
+	fs.Set("log_file", path)       //nolint:errcheck
+}
+
+// startEtcd runs a single-member etcd inside this process on loopback ports
+// and returns it with its client URL once it is ready.
+func startEtcd(ctx context.Context, dir string, clientPort, peerPort int) (*embed.Etcd, string, error) {
+	cfg := embed.NewConfig()
+	cfg.Dir = dir
+	cfg.UnsafeNoFsync = true // test data: speed over crash safety
+	cfg.LogLevel = "error"
+	client := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
+	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("etcd: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, client.String(), nil
+	case err = <-e.Err():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	e.Close()
+	return nil, "", fmt.Errorf("etcd: %w", err)
+}
+
+// announceWhenReady prints the line harnesses wait for once /readyz is ok.
+func announceWhenReady(ctx context.Context, server string, tlsConfig *tls.Config) {
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}, Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if resp, err := client.Get(server + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				fmt.Fprintf(os.Stderr, "%s: serving on %s\n", prog, server)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,363 @@
+//! Herald's CRDs against the real API server: what a user who applies pools and
+//! L2Advertisements sees.
+
+use herald_core::addresses::AddressRange;
+use herald_crds::{IPAddressPool, IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec};
+use herald_tests::{TestCluster, test_cluster};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn pool(name: &str, addresses: &[&str]) -> IPAddressPool {
+    IPAddressPool::new(
+        name,
+        IPAddressPoolSpec {
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            service_allocation: None,
+        },
+    )
+}
+
+/// Creates (as a dry run) a pool with the given entries and returns the API server's refusal.
+async fn refusal(cluster: &TestCluster, addresses: &[&str]) -> Option<String> {
+    let pools: Api<IPAddressPool> = Api::all(cluster.client());
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match pools
+        .create(&params, &pool(&cluster.unique_name("p"), addresses))
+        .await
+    {
+        Ok(_) => None,
+        Err(kube::Error::Api(status)) => Some(status.message),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_valid_pool_is_accepted_and_read_back_with_its_defaults() {
+    let cluster = test_cluster("valid-pool").await;
+    let pools: Api<IPAddressPool> = Api::all(cluster.client());
+    let name = cluster.unique_name("lan");
+    // Applied as a user would write it: only the addresses.
+    let applied = json!({
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "IPAddressPool",
+        "metadata": { "name": name },
+        "spec": { "addresses": ["192.0.2.200-192.0.2.250", "2001:db8:0:1::/120", "198.51.100.7"] }
+    });
+    pools
+        .patch(
+            &name,
+            &PatchParams::apply("herald-tests"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
+    let read = pools.get(&name).await.unwrap();
+    assert_eq!(
+        read.spec.addresses,
+        [
+            "192.0.2.200-192.0.2.250",
+            "2001:db8:0:1::/120",
+            "198.51.100.7"
+        ]
+    );
+    assert!(read.spec.auto_assign, "autoAssign defaults to true");
+    assert!(
+        !read.spec.avoid_buggy_ips,
+        "avoidBuggyIPs defaults to false"
+    );
+    assert_eq!(read.spec.service_allocation, None);
+}
+
+#[tokio::test]
+async fn every_malformed_address_entry_is_refused_with_a_message_naming_it() {
+    let cluster = test_cluster("malformed").await;
+    let cases = [
+        ("192.0.2.300", "address entry \"192.0.2.300\" is not a CIDR"),
+        ("lan", "address entry \"lan\" is not a CIDR"),
+        (
+            "192.0.2.0/33",
+            "address entry \"192.0.2.0/33\" is not a CIDR",
+        ),
+        ("192.0.2.1-", "address entry \"192.0.2.1-\" is not a CIDR"),
+        (
+            "192.0.2.1-192.0.2.2-192.0.2.3",
+            "address entry \"192.0.2.1-192.0.2.2-192.0.2.3\" is not a CIDR",
+        ),
+        (
+            "192.0.2.1/24",
+            "address entry \"192.0.2.1/24\" has host bits set: write \"192.0.2.0/24\"",
+        ),
+        (
+            "2001:db8::1/64",
+            "address entry \"2001:db8::1/64\" has host bits set: write \"2001:db8::/64\"",
+        ),
+        (
+            "192.0.2.1-2001:db8::1",
+            "address entry \"192.0.2.1-2001:db8::1\" mixes IPv4 and IPv6",
+        ),
+        (
+            "192.0.2.20-192.0.2.10",
+            "address entry \"192.0.2.20-192.0.2.10\" is reversed",
+        ),
+        (
+            "192.0.2.9-192.0.2.10",
+            "", // ascending although "9" sorts after "10" as text
+        ),
+        (
+            "2001:db8::10-2001:db8::f",
+            "address entry \"2001:db8::10-2001:db8::f\" is reversed",
+        ),
+        (
+            "2001:db8:1::-2001:db8::ffff",
+            "address entry \"2001:db8:1::-2001:db8::ffff\" is reversed",
+        ),
+    ];
+    for (entry, expected) in cases {
+        let refused = refusal(&cluster, &["198.51.100.0/24", entry]).await;
+        match (expected, refused) {
+            ("", None) => {}
+            ("", Some(message)) => panic!("{entry:?} was refused: {message}"),
+            (_, None) => panic!("{entry:?} was accepted"),
+            (expected, Some(message)) => {
+                assert!(message.contains(expected), "{entry:?}: got {message:?}");
+                assert!(
+                    message.contains("spec.addresses[1]"),
+                    "names the field: {message:?}"
+                );
+            }
+        }
+    }
+    let empty = refusal(&cluster, &[])
+        .await
+        .expect("an empty pool is refused");
+    assert!(empty.contains("spec.addresses"), "{empty}");
+}
+
+/// The API server's CEL rules and Herald's own parser agree on every entry, so the controller
+/// never meets an entry it cannot read.
+#[tokio::test]
+async fn admission_accepts_exactly_what_the_controller_parses() {
+    let cluster = test_cluster("cel-parity").await;
+    let entries = [
+        "192.0.2.0/24",
+        "192.0.2.0/32",
+        "0.0.0.0/0",
+        "192.0.2.7",
+        "192.0.2.10 - 192.0.2.20",
+        "192.0.2.10-192.0.2.10",
+        "192.0.2.255-192.0.3.0",
+        "2001:db8::/32",
+        "2001:db8::1",
+        "2001:DB8::1",
+        "2001:db8::-2001:db8::ff",
+        "2001:db8:0:0:1::-2001:db8::1:0:0:0",
+        "::-::1",
+        "::/0",
+        "2001:db8::1/128",
+        "192.0.2.1/24",
+        "2001:db8::1/64",
+        "192.0.2.01",
+        " 192.0.2.1",
+        "192.0.2.1-192.0.2.0",
+        "2001:db8::2-2001:db8::1",
+        "2001:db8:0:0:1::-2001:db8::",
+        "fe80::1%eth0",
+        "192.0.2.0/-1",
+        "-",
+    ];
+    for entry in entries {
+        let admitted = refusal(&cluster, &[entry]).await;
+        let parsed = AddressRange::parse(entry);
+        assert_eq!(
+            admitted.is_none(),
+            parsed.is_ok(),
+            "{entry:?}: API server says {admitted:?}, Herald's parser says {parsed:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pool_status_is_written_through_the_status_subresource() {
+    let cluster = test_cluster("pool-status").await;
+    let pools: Api<IPAddressPool> = Api::all(cluster.client());
+    let name = cluster.unique_name("lan");
+    pools
+        .create(&PostParams::default(), &pool(&name, &["192.0.2.0/28"]))
+        .await
+        .unwrap();
+    let status = json!({
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "IPAddressPool",
+        "status": {
+            "assignedIPv4": 3,
+            "availableIPv4": 13,
+            "assignedIPv6": 0,
+            "availableIPv6": i64::MAX,
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "Allocating",
+                "message": "16 IPv4 addresses", "lastTransitionTime": "2026-11-21T00:00:00Z"
+            }]
+        }
+    });
+    pools
+        .patch_status(
+            &name,
+            &PatchParams::apply("herald-controller").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    let read = pools.get_status(&name).await.unwrap();
+    let status = read.status.expect("a status");
+    assert_eq!(status.assigned_ipv4, Some(3));
+    assert_eq!(status.available_ipv4, Some(13));
+    assert_eq!(status.available_ipv6, Some(i64::MAX));
+    let ready: &Condition = &status.conditions[0];
+    assert_eq!(
+        (ready.type_.as_str(), ready.status.as_str()),
+        ("Ready", "True")
+    );
+
+    // The status subresource ignores spec changes, and the main resource ignores status.
+    let spec_through_status = json!({
+        "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+        "spec": { "addresses": ["198.51.100.0/24"] },
+    });
+    pools
+        .patch_status(
+            &name,
+            &PatchParams::apply("intruder"),
+            &Patch::Merge(&spec_through_status),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        pools.get(&name).await.unwrap().spec.addresses,
+        ["192.0.2.0/28"]
+    );
+}
+
+#[tokio::test]
+async fn kubectl_get_prints_the_pool_columns() {
+    let cluster = test_cluster("printer-columns").await;
+    let name = cluster.unique_name("lan");
+    let pools: Api<IPAddressPool> = Api::all(cluster.client());
+    pools
+        .create(
+            &PostParams::default(),
+            &pool(&name, &["192.0.2.0/28", "2001:db8::/120"]),
+        )
+        .await
+        .unwrap();
+    let status = json!({
+        "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+        "status": {
+            "assignedIPv4": 2, "availableIPv4": 14, "assignedIPv6": 1, "availableIPv6": 255,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Allocating",
+                            "message": "", "lastTransitionTime": "2026-11-21T00:00:00Z"}]
+        }
+    });
+    pools
+        .patch_status(
+            &name,
+            &PatchParams::apply("herald-controller").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+
+    // The short name, as a user types it.
+    let table = cluster.kubectl(&["get", "ippool", &name]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ADDRESSES",
+            "AUTO ASSIGN",
+            "V4 ASSIGNED",
+            "V4 AVAILABLE",
+            "V6 ASSIGNED",
+            "V6 AVAILABLE",
+            "READY",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..8],
+        [
+            name.as_str(),
+            r#"["192.0.2.0/28","2001:db8::/120"]"#,
+            "true",
+            "2",
+            "14",
+            "1",
+            "255",
+            "True"
+        ]
+    );
+
+    // The category lists every Herald object.
+    assert!(cluster.kubectl(&["get", "herald"]).contains(&name));
+}
+
+#[tokio::test]
+async fn l2advertisements_are_accepted_with_their_short_name_and_refuse_bad_interfaces() {
+    let cluster = test_cluster("l2adv").await;
+    let ads: Api<L2Advertisement> = Api::all(cluster.client());
+    let name = cluster.unique_name("lan");
+    let spec = L2AdvertisementSpec {
+        ip_address_pools: vec!["lan".into()],
+        interfaces: vec!["eth0".into()],
+        node_selectors: vec![
+            serde_json::from_value(json!({"matchLabels": {"rack": "a"}})).unwrap(),
+        ],
+        ..L2AdvertisementSpec::default()
+    };
+    ads.create(
+        &PostParams::default(),
+        &L2Advertisement::new(&name, spec.clone()),
+    )
+    .await
+    .unwrap();
+    let read = ads.get(&name).await.unwrap();
+    assert_eq!(read.spec, spec);
+    let table = cluster.kubectl(&["get", "l2adv", &name]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains(r#"["lan"]"#) && table.contains(r#"["eth0"]"#),
+        "{table}"
+    );
+
+    for bad in ["a-name-longer-than-15", "eth0/1", ""] {
+        let spec = L2AdvertisementSpec {
+            interfaces: vec![bad.into()],
+            ..L2AdvertisementSpec::default()
+        };
+        let err = ads
+            .create(
+                &PostParams::default(),
+                &L2Advertisement::new(&cluster.unique_name("bad"), spec),
+            )
+            .await
+            .expect_err(bad);
+        assert!(
+            err.to_string().contains("spec.interfaces[0]"),
+            "{bad:?}: {err}"
+        );
+    }
+}
