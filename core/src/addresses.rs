@@ -5,7 +5,7 @@
 //! family (`192.0.2.10-192.0.2.20`, spaces around the dash allowed) or a single address. The
 //! CRD's CEL rules accept exactly the entries that [`AddressRange::parse`] accepts.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -44,7 +44,7 @@ pub enum AddressError {
         "address entry {entry:?} is not a CIDR (192.0.2.0/24), a range (192.0.2.10-192.0.2.20) or a single address"
     )]
     Malformed { entry: String },
-    #[error("address entry {entry:?} has host bits set: write {network:?}")]
+    #[error("address entry {entry:?} has host bits set: write the network address ({network})")]
     HostBitsSet { entry: String, network: String },
     #[error("address entry {entry:?} mixes IPv4 and IPv6: a range has both ends in one family")]
     MixedFamilies { entry: String },
@@ -230,19 +230,26 @@ impl PoolAddresses {
         total
     }
 
-    /// The lowest address of `family` that the pool may hand out and that is not in `used`.
-    pub fn lowest_free(&self, family: IpFamily, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    /// The lowest address of `family` that the pool may hand out and that is not a key of
+    /// `used`.
+    pub fn lowest_free<T>(&self, family: IpFamily, used: &BTreeMap<IpAddr, T>) -> Option<IpAddr> {
         self.ranges
             .iter()
             .filter(|r| r.family() == family)
             .find_map(|range| self.lowest_free_in(range, used))
     }
 
-    fn lowest_free_in(&self, range: &AddressRange, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    fn lowest_free_in<T>(
+        &self,
+        range: &AddressRange,
+        used: &BTreeMap<IpAddr, T>,
+    ) -> Option<IpAddr> {
         let last = to_bits(range.last);
         let mut candidate = to_bits(range.first);
         // Walk the used addresses from the start of the range: the first gap is the answer.
-        let mut taken = used.range(range.first..=range.last).map(|ip| to_bits(*ip));
+        let mut taken = used
+            .range(range.first..=range.last)
+            .map(|(ip, _)| to_bits(*ip));
         let mut next_taken = taken.next();
         loop {
             let ip = from_bits(range.family(), candidate);
@@ -279,6 +286,11 @@ fn from_bits(family: IpFamily, bits: u128) -> IpAddr {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn used(ips: &[IpAddr]) -> BTreeMap<IpAddr, ()> {
+        ips.iter().map(|ip| (*ip, ())).collect()
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -333,7 +345,7 @@ mod tests {
         }
         assert_eq!(
             AddressRange::parse("192.0.2.1/24").unwrap_err().to_string(),
-            "address entry \"192.0.2.1/24\" has host bits set: write \"192.0.2.0/24\""
+            "address entry \"192.0.2.1/24\" has host bits set: write the network address (192.0.2.0/24)"
         );
         assert!(matches!(
             AddressRange::parse("192.0.2.1-2001:db8::1"),
@@ -383,12 +395,12 @@ mod tests {
         assert!(!p.contains(ip("192.0.3.0")));
         assert!(p.contains(ip("192.0.2.1")));
         assert_eq!(
-            p.lowest_free(IpFamily::V4, &BTreeSet::new()),
+            p.lowest_free(IpFamily::V4, &used(&[])),
             Some(ip("192.0.2.1"))
         );
-        let used = BTreeSet::from([ip("192.0.2.254")]);
+        let taken = used(&[ip("192.0.2.254")]);
         assert_eq!(
-            pool(&["192.0.2.254-192.0.3.1"], true).lowest_free(IpFamily::V4, &used),
+            pool(&["192.0.2.254-192.0.3.1"], true).lowest_free(IpFamily::V4, &taken),
             Some(ip("192.0.3.1"))
         );
         // IPv6 has no such addresses to avoid.
@@ -398,16 +410,16 @@ mod tests {
     #[test]
     fn lowest_free_is_the_lowest_unused_address_across_entries() {
         let p = pool(&["192.0.2.20-192.0.2.21", "192.0.2.10-192.0.2.11"], false);
-        let mut used = BTreeSet::new();
+        let mut taken = used(&[]);
         for expected in ["192.0.2.10", "192.0.2.11", "192.0.2.20", "192.0.2.21"] {
-            let got = p.lowest_free(IpFamily::V4, &used).unwrap();
+            let got = p.lowest_free(IpFamily::V4, &taken).unwrap();
             assert_eq!(got, ip(expected));
-            used.insert(got);
+            taken.insert(got, ());
         }
-        assert_eq!(p.lowest_free(IpFamily::V4, &used), None);
-        used.remove(&ip("192.0.2.11"));
-        assert_eq!(p.lowest_free(IpFamily::V4, &used), Some(ip("192.0.2.11")));
-        assert_eq!(p.lowest_free(IpFamily::V6, &BTreeSet::new()), None);
+        assert_eq!(p.lowest_free(IpFamily::V4, &taken), None);
+        taken.remove(&ip("192.0.2.11"));
+        assert_eq!(p.lowest_free(IpFamily::V4, &taken), Some(ip("192.0.2.11")));
+        assert_eq!(p.lowest_free(IpFamily::V6, &used(&[])), None);
     }
 
     #[test]
@@ -442,7 +454,8 @@ mod tests {
             let p = pool(&["192.0.2.224/27", "192.0.2.250-192.0.3.5"], avoid);
             let used: BTreeSet<IpAddr> =
                 used.iter().map(|n| IpAddr::V4(Ipv4Addr::from(0xC000_02E0u32 + n))).collect();
-            match p.lowest_free(IpFamily::V4, &used) {
+            let taken: BTreeMap<IpAddr, ()> = used.iter().map(|ip| (*ip, ())).collect();
+            match p.lowest_free(IpFamily::V4, &taken) {
                 Some(free) => {
                     prop_assert!(p.contains(free) && !used.contains(&free));
                     let lower_free = (0xC000_02E0u32..u32::from(match free { IpAddr::V4(v) => v, _ => unreachable!() }))

@@ -26,7 +26,7 @@ bin="$out/herald-test-apiserver"
 
 if [[ ! -x "$bin" ]]; then
   mkdir -p "$out"
-  echo "build.sh: building $bin (a cold build takes 10-25 minutes)" >&2
+  echo "build.sh: building $bin (a cold build takes minutes)" >&2
   # Build under a temporary name, so an interrupted build leaves nothing
   # that looks finished; concurrent builds each use their own name.
   tmp="$out/.herald-test-apiserver.$$"

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -119,7 +120,7 @@ func servingTemplate(ips ...net.IP) *x509.Certificate {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, ip := range ips {
-		if !ip.IsLoopback() && !ip.IsUnspecified() {
+		if !ip.IsUnspecified() && !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		}
 	}

@@ -14,18 +14,24 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/component-base/cli"
-	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 )
 
 // saIssuer is fixed rather than derived from the (possibly changing) port so
 // that service account tokens stay valid across restarts.
 const saIssuer = "https://kubernetes.default.svc.cluster.local"
+
+// logFileName, in the data dir, collects the apiserver's and etcd's logs.
+const logFileName = "apiserver.log"
+
+// shutdownDeadline bounds a graceful shutdown before we exit regardless.
+const shutdownDeadline = 5 * time.Second
 
 // serve runs etcd and kube-apiserver until SIGTERM/SIGINT (or stdin EOF with
 // --stop-on-stdin-eof), then stops the apiserver and then etcd.
@@ -60,6 +66,27 @@ func serve(args []string) error {
 		advertiseIP = net.IPv6loopback
 	}
 
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	path := func(name string) string { return filepath.Join(*dataDir, name) }
+	lock, err := lockDataDir(*dataDir)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer lock.Close()
+
+	// The apiserver (a few hundred lines per start even at -v=0), etcd and
+	// grpc all log to os.Stderr. Send that to a file and keep the real
+	// stderr for our own few lines, which harnesses read.
+	logFile, err := os.OpenFile(path(logFileName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	stderr := os.Stderr
+	os.Stderr = logFile
+	defer func() { os.Stderr = stderr }()
+
 	// Creating the command installs the SIGTERM/SIGINT handler (once per
 	// process); its context governs everything below.
 	cmd := app.NewAPIServerCommand()
@@ -70,10 +97,16 @@ func serve(args []string) error {
 			genericapiserver.RequestShutdown()
 		}()
 	}
+	go func() {
+		<-ctx.Done()
+		// Shutdown takes about a second (mostly http2's GOAWAY grace for the
+		// apiserver's loopback connections). If it gets stuck, don't outlive
+		// the test that started us by much.
+		time.Sleep(shutdownDeadline)
+		fmt.Fprintf(stderr, "%s: shutdown took over %v, exiting (log: %s)\n", prog, shutdownDeadline, path(logFileName))
+		os.Exit(1)
+	}()
 
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
 	ports, err := reservePorts(net.JoinHostPort(*bind, strconv.Itoa(*port)), "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("serve: %w (--secure-port 0 picks a free port)", err)
@@ -84,8 +117,7 @@ func serve(args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 
-	logToFile(filepath.Join(*dataDir, "apiserver.log"))
-	etcd, etcdURL, err := startEtcd(ctx, filepath.Join(*dataDir, "etcd"), ports[1], ports[2])
+	etcd, etcdURL, err := startEtcd(ctx, path("etcd"), ports[1], ports[2])
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // asked to stop while starting
@@ -94,7 +126,6 @@ func serve(args []string) error {
 	}
 	defer etcd.Close()
 
-	path := func(name string) string { return filepath.Join(*dataDir, name) }
 	cmd.SetArgs([]string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=" + *bind,
@@ -115,13 +146,39 @@ func serve(args []string) error {
 		// "kubernetes" Service.
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
+		// End watches at shutdown instead of letting them hold it up for
+		// the 60s request timeout.
+		"--shutdown-watch-termination-grace-period=1s",
 		"--v=0",
 	})
-	go announceWhenReady(ctx, server, adminTLS)
+	go announceWhenReady(ctx, stderr, server, adminTLS)
 	if err := cli.RunNoErrOutput(cmd); err != nil {
-		return fmt.Errorf("kube-apiserver: %w (log: %s)", err, path("apiserver.log"))
+		return fmt.Errorf("kube-apiserver: %w (log: %s)", err, path(logFileName))
 	}
 	return nil
+}
+
+// lockDataDir locks dir for as long as the returned file stays open: a second
+// server on the same dir would rewrite the first one's kubeconfig and then hang
+// on etcd's database lock. It waits for a previous server that is still
+// shutting down, which takes at most shutdownDeadline.
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(shutdownDeadline + time.Second)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("data dir %s is in use by another server: %w", dir, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // reservePorts listens on each address (port 0: any free port) and returns
@@ -183,17 +240,6 @@ func writeServerFiles(dir, server string, ips ...net.IP) (*tls.Config, error) {
 	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}, nil
 }
 
-// logToFile sends klog output (the apiserver's log) to path instead of
-// stderr, so a harness that stops reading stderr can't block the server.
-// Errors still go to stderr as well.
-func logToFile(path string) {
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	fs.Set("logtostderr", "false") //nolint:errcheck // known flags and values
-	fs.Set("one_output", "true")   //nolint:errcheck
-	fs.Set("log_file", path)       //nolint:errcheck
-}
-
 // startEtcd runs a single-member etcd inside this process on loopback ports
 // and returns it with its client URL once it is ready.
 func startEtcd(ctx context.Context, dir string, clientPort, peerPort int) (*embed.Etcd, string, error) {
@@ -223,7 +269,7 @@ func startEtcd(ctx context.Context, dir string, clientPort, peerPort int) (*embe
 }
 
 // announceWhenReady prints the line harnesses wait for once /readyz is ok.
-func announceWhenReady(ctx context.Context, server string, tlsConfig *tls.Config) {
+func announceWhenReady(ctx context.Context, stderr io.Writer, server string, tlsConfig *tls.Config) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}, Timeout: 2 * time.Second}
 	defer client.CloseIdleConnections()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -232,7 +278,7 @@ func announceWhenReady(ctx context.Context, server string, tlsConfig *tls.Config
 		if resp, err := client.Get(server + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				fmt.Fprintf(os.Stderr, "%s: serving on %s\n", prog, server)
+				fmt.Fprintf(stderr, "%s: serving on %s\n", prog, server)
 				return
 			}
 		}

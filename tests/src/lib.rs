@@ -3,7 +3,7 @@
 //! CRDs installed, and a client and a namespace of its own for each test.
 //!
 //! The server's stdin is a pipe held by this process: when the test process exits, however it
-//! exits, the server sees EOF, stops and removes its data folder, and with it everything the
+//! exits, the server sees EOF and stops, and its data folder is removed, with everything the
 //! tests made. Tests name cluster-scoped objects with [`TestCluster::unique_name`] so that
 //! they never meet.
 
@@ -102,16 +102,19 @@ impl ApiServer {
             })?
             .keep();
         let binary = bin_dir.join("herald-test-apiserver");
-        let log = std::fs::File::create(data_dir.join("apiserver.log")).map_err(|source| {
-            Error::Spawn {
+        let log =
+            std::fs::File::create(data_dir.join("serve.log")).map_err(|source| Error::Spawn {
                 binary: binary.display().to_string(),
                 source,
-            }
-        })?;
-        let child = Command::new(&binary)
-            .args(["serve", "--data-dir"])
+            })?;
+        // The shell removes the data folder once the server has stopped.
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" serve --data-dir "$1" --stop-on-stdin-eof; status=$?; rm -rf "$1"; exit $status"#,
+            ])
+            .arg(&binary)
             .arg(&data_dir)
-            .args(["--stop-on-stdin-eof", "--remove-data-dir-on-exit"])
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("a log file handle"))
             .stderr(log)
@@ -165,15 +168,18 @@ impl ApiServer {
     }
 
     fn not_ready(&self, reason: String) -> Error {
-        let log = self.data_dir.join("apiserver.log");
-        let mut text = String::new();
-        let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut text));
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        let tail = |name: &str, lines: usize| {
+            let mut text = String::new();
+            let _ = std::fs::File::open(self.data_dir.join(name))
+                .and_then(|mut f| f.read_to_string(&mut text));
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
         Error::NotReady {
             timeout: READY_TIMEOUT,
             reason,
-            log: log.display().to_string(),
-            log_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            log: self.data_dir.display().to_string(),
+            log_tail: format!("{}\n{}", tail("serve.log", 10), tail("apiserver.log", 30)),
         }
     }
 
@@ -339,5 +345,109 @@ impl TestCluster {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// A Herald binary running against the test API server; killed when dropped. Its output goes
+/// to a log file whose tail failing tests print.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ApiServer {
+    /// Starts `binary` with `--kubeconfig` pointing at this server, then `args`.
+    pub fn run(&self, binary: &Path, args: &[String]) -> Process {
+        let name = binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
+        let log = self.data_dir.join(format!("{name}-{n}.log"));
+        let file = std::fs::File::create(&log).expect("a log file");
+        let child = Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig_path())
+            .args(args)
+            .env("RUST_LOG", "info,herald_controller=debug")
+            .stdout(file.try_clone().expect("a log file handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        Process { name, child, log }
+    }
+}
+
+impl Process {
+    /// Stops the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process with SIGTERM and waits for it, as Kubernetes would.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("waiting for the process")
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of {} ({}) ---\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail(60)
+            );
+        }
+    }
+}
+
+/// A free TCP port on loopback (for the binaries' metrics and health servers).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

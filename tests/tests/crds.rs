@@ -91,11 +91,11 @@ async fn every_malformed_address_entry_is_refused_with_a_message_naming_it() {
         ),
         (
             "192.0.2.1/24",
-            "address entry \"192.0.2.1/24\" has host bits set: write \"192.0.2.0/24\"",
+            "address entry \"192.0.2.1/24\" has host bits set: write the network address",
         ),
         (
             "2001:db8::1/64",
-            "address entry \"2001:db8::1/64\" has host bits set: write \"2001:db8::/64\"",
+            "address entry \"2001:db8::1/64\" has host bits set: write the network address",
         ),
         (
             "192.0.2.1-2001:db8::1",

@@ -1,0 +1,328 @@
+//! The controller's index: what the watches have shown of Services, pools and namespaces, and
+//! the allocator fed from it. It is synchronous and makes no API calls: each change says which
+//! Services to look at again, and [`Index::decide`] says what to write on a Service. The
+//! runtime carries that out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use herald_core::allocation::{Allocator, Assignment, Pool, ServiceKey};
+use herald_core::selector::Labels;
+use herald_crds::IPAddressPool;
+use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::service::{self, RequestError};
+use crate::{pool, status};
+
+/// The condition type the controller owns on Services.
+pub const ALLOCATED: &str = "herald.dev/Allocated";
+
+/// What the index keeps of a Service (not the whole object: 10,000 of them must fit in a few
+/// MiB).
+#[derive(Debug)]
+struct ServiceEntry {
+    uid: String,
+    generation: Option<i64>,
+    created: Option<Time>,
+    /// None when the Service is not Herald's (type, class, being deleted).
+    request: Option<Result<herald_core::allocation::Service, RequestError>>,
+    /// The addresses and our condition as last seen in its status.
+    observed_ips: Vec<IpAddr>,
+    observed_condition: Option<status::Condition>,
+    /// What we last reported, so that events follow transitions only.
+    reported: Option<status::Condition>,
+}
+
+/// One pool as read from the API.
+#[derive(Debug)]
+struct PoolEntry {
+    read: Result<Pool, Vec<String>>,
+    /// The status the pool shows, so a new leader keeps its conditions' transition times.
+    observed: Option<status::PoolStatus>,
+}
+
+/// What to do for one Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub key: ServiceKey,
+    pub uid: String,
+    /// The status to apply, when it differs from what the Service shows.
+    pub write: Option<status::ServiceStatus>,
+    pub events: Vec<status::Event>,
+}
+
+#[derive(Default)]
+pub struct Index {
+    class: Option<String>,
+    allocator: Allocator,
+    services: BTreeMap<ServiceKey, ServiceEntry>,
+    pools: BTreeMap<String, PoolEntry>,
+    namespaces: BTreeMap<String, Labels>,
+}
+
+impl Index {
+    pub fn new(class: Option<String>) -> Self {
+        Index {
+            class,
+            ..Index::default()
+        }
+    }
+
+    /// Records a Service as the watch shows it; returns the Services to decide again.
+    pub fn apply_service(&mut self, object: &KubeService) -> Vec<ServiceKey> {
+        let key = service::key(object);
+        let ours = service::is_ours(object, self.class.as_deref());
+        let namespace_labels = self
+            .namespaces
+            .get(&key.namespace)
+            .cloned()
+            .unwrap_or_default();
+        let observed_condition = status::allocated_condition(object);
+        let previous = self.services.remove(&key);
+        let entry = ServiceEntry {
+            uid: object.metadata.uid.clone().unwrap_or_default(),
+            generation: object.metadata.generation,
+            created: object.metadata.creation_timestamp.clone(),
+            request: ours.then(|| service::request(object, &namespace_labels)),
+            observed_ips: service::status_addresses(object),
+            reported: previous
+                .and_then(|p| p.reported)
+                .or_else(|| observed_condition.clone()),
+            observed_condition,
+        };
+        self.services.insert(key.clone(), entry);
+        vec![key]
+    }
+
+    /// Forgets a deleted Service and frees what it held; Services waiting for an address
+    /// are decided again.
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Vec<ServiceKey> {
+        self.services.remove(key);
+        match self.allocator.release(key) {
+            Some(_) => self.waiting(),
+            None => Vec::new(),
+        }
+    }
+
+    /// After a relist: Services the list no longer holds were deleted while the watch was
+    /// away.
+    pub fn retain_services(&mut self, present: &BTreeSet<ServiceKey>) -> Vec<ServiceKey> {
+        let gone: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        gone.iter().flat_map(|k| self.delete_service(k)).collect()
+    }
+
+    pub fn apply_pool(&mut self, object: &IPAddressPool) -> Vec<ServiceKey> {
+        let read = pool::read(object);
+        match &read {
+            Ok(p) => self.allocator.set_pool(p.clone()),
+            // An invalid pool hands out nothing; what it held is taken back visibly.
+            Err(_) => self
+                .allocator
+                .remove_pool(&object.metadata.name.clone().unwrap_or_default()),
+        }
+        let entry = PoolEntry {
+            read,
+            observed: status::PoolStatus::observed(object),
+        };
+        self.pools
+            .insert(object.metadata.name.clone().unwrap_or_default(), entry);
+        self.ours()
+    }
+
+    /// After a relist: pools the list no longer holds were deleted while the watch was away.
+    pub fn retain_pools(&mut self, present: &BTreeSet<String>) -> Vec<ServiceKey> {
+        let gone: Vec<String> = self
+            .pools
+            .keys()
+            .filter(|name| !present.contains(*name))
+            .cloned()
+            .collect();
+        gone.iter()
+            .flat_map(|name| self.delete_pool(name))
+            .collect()
+    }
+
+    pub fn delete_pool(&mut self, name: &str) -> Vec<ServiceKey> {
+        self.pools.remove(name);
+        self.allocator.remove_pool(name);
+        self.ours()
+    }
+
+    /// Records a namespace's labels; its Services are decided again if they changed.
+    pub fn apply_namespace(&mut self, name: &str, labels: Labels) -> Vec<ServiceKey> {
+        if self.namespaces.get(name) == Some(&labels) {
+            return Vec::new();
+        }
+        self.namespaces.insert(name.to_owned(), labels.clone());
+        let mut keys = Vec::new();
+        for (key, entry) in self.services.range_mut(namespace_range(name)) {
+            if let Some(Ok(request)) = &mut entry.request {
+                request.namespace_labels = labels.clone();
+            }
+            keys.push(key.clone());
+        }
+        keys
+    }
+
+    /// Claims the addresses every Service shows in its status, oldest Service first, before
+    /// anything new is allocated, so that a restart or a new leader moves nothing.
+    pub fn claim_statuses(&mut self) {
+        let mut order: Vec<(&Option<Time>, &ServiceKey)> = self
+            .services
+            .iter()
+            .filter(|(_, e)| !e.observed_ips.is_empty())
+            .map(|(k, e)| (&e.created, k))
+            .collect();
+        order.sort_by(|a, b| {
+            (a.0.as_ref().map(|t| t.0), a.1).cmp(&(b.0.as_ref().map(|t| t.0), b.1))
+        });
+        let keys: Vec<ServiceKey> = order.into_iter().map(|(_, k)| k.clone()).collect();
+        for key in keys {
+            if let Some(Some(Ok(request))) = self.services.get(&key).map(|e| &e.request) {
+                let request = request.clone();
+                let _ = self.allocator.assign(&request);
+            }
+        }
+    }
+
+    /// Every Service of ours, for a full pass.
+    pub fn ours(&self) -> Vec<ServiceKey> {
+        self.services
+            .iter()
+            .filter(|(_, e)| e.request.is_some() || e.observed_condition.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Services of ours that hold no address.
+    fn waiting(&self) -> Vec<ServiceKey> {
+        self.services
+            .iter()
+            .filter(|(k, e)| e.request.is_some() && self.allocator.assignment(k).is_none())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Decides the Service's addresses and condition, and what to write and report. The
+    /// second value lists other Services to decide again (an address was freed).
+    pub fn decide(&mut self, key: &ServiceKey, now: &Time) -> (Option<Decision>, Vec<ServiceKey>) {
+        let Some(entry) = self.services.get(key) else {
+            return (None, Vec::new());
+        };
+        let held_before = self.allocator.assignment(key).cloned();
+        let (ips, condition, mut events) = match &entry.request {
+            None => {
+                let released = self.allocator.release(key);
+                if entry.observed_condition.is_none() {
+                    return (None, self.freed(released.is_some()));
+                }
+                let events = released
+                    .map(|a| vec![status::Event::released(&a.ips)])
+                    .unwrap_or_default();
+                (Vec::new(), None, events)
+            }
+            Some(Err(e)) => {
+                // Bad input loses nothing: keep what it holds until the request is fixed.
+                let ips = held_before
+                    .as_ref()
+                    .map(|a| a.ips.clone())
+                    .unwrap_or_default();
+                let mut message = e.to_string();
+                if !ips.is_empty() {
+                    message.push_str(&format!("; keeping {}", status::join(&ips)));
+                }
+                (
+                    ips,
+                    Some(status::Condition::failed(e.reason(), message)),
+                    Vec::new(),
+                )
+            }
+            Some(Ok(request)) => {
+                let request = request.clone();
+                let outcome = self.allocator.assign(&request);
+                let mut events: Vec<status::Event> =
+                    outcome.lost.iter().map(status::Event::lost).collect();
+                match outcome.result {
+                    Ok(assignment) => {
+                        let condition = status::Condition::allocated(&assignment);
+                        if held_before.as_ref() != Some(&assignment) {
+                            events.push(status::Event::allocated(&assignment));
+                        }
+                        (assignment.ips, Some(condition), events)
+                    }
+                    Err(e) => (
+                        Vec::new(),
+                        Some(status::Condition::failed(e.reason(), e.to_string())),
+                        events,
+                    ),
+                }
+            }
+        };
+        let entry = self.services.get_mut(key).expect("looked up above");
+        if let Some(condition) = &condition
+            && !condition.status
+            && entry
+                .reported
+                .as_ref()
+                .is_none_or(|r| !r.same_as(condition))
+        {
+            events.push(status::Event::failed(condition));
+        }
+        entry.reported = condition.clone();
+        let condition = condition.map(|c| c.since(entry.observed_condition.as_ref(), now));
+        let unchanged = entry.observed_ips == ips
+            && match (&condition, &entry.observed_condition) {
+                (Some(c), Some(o)) => c.same_as(o),
+                (None, None) => true,
+                _ => false,
+            };
+        let write = (!unchanged).then(|| status::ServiceStatus {
+            ips: ips.clone(),
+            condition: condition.clone(),
+            generation: entry.generation,
+        });
+        let decision = Decision {
+            key: key.clone(),
+            uid: entry.uid.clone(),
+            write,
+            events,
+        };
+        let freed = held_before.is_some_and(|before| before.ips.iter().any(|ip| !ips.contains(ip)));
+        (Some(decision), self.freed(freed))
+    }
+
+    fn freed(&self, freed: bool) -> Vec<ServiceKey> {
+        if freed { self.waiting() } else { Vec::new() }
+    }
+
+    /// Every pool's status as it should be, and as it shows now.
+    pub fn pool_statuses(&self) -> Vec<(String, status::PoolStatus, Option<status::PoolStatus>)> {
+        self.pools
+            .iter()
+            .map(|(name, entry)| {
+                let status = match &entry.read {
+                    Ok(pool) => status::PoolStatus::valid(
+                        self.allocator.usage(pool),
+                        &self.allocator.overlaps(pool),
+                    ),
+                    Err(problems) => status::PoolStatus::invalid(problems),
+                };
+                (name.clone(), status, entry.observed.clone())
+            })
+            .collect()
+    }
+
+    pub fn assignment(&self, key: &ServiceKey) -> Option<&Assignment> {
+        self.allocator.assignment(key)
+    }
+}
+
+fn namespace_range(namespace: &str) -> std::ops::RangeInclusive<ServiceKey> {
+    ServiceKey::new(namespace, "")..=ServiceKey::new(namespace, "\u{10FFFF}")
+}

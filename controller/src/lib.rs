@@ -1,0 +1,10 @@
+//! herald-controller: hands out addresses from IPAddressPools to LoadBalancer Services.
+
+pub mod admin;
+pub mod index;
+pub mod leader;
+pub mod metrics;
+pub mod pool;
+pub mod runtime;
+pub mod service;
+pub mod status;

@@ -1,0 +1,501 @@
+//! The controller's runtime: watches Services, pools and namespaces into the [`Index`],
+//! decides every Service that a change touches, and writes the results with bounded
+//! concurrency. Everything runs inside one future, so that dropping it (the lease was lost)
+//! stops every write at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::{BoxStream, FuturesUnordered};
+use herald_core::addresses::IpFamily;
+use herald_core::allocation::ServiceKey;
+use herald_crds::IPAddressPool;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event as KubeEvent, Recorder, Reporter};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher::watcher as watch_all};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::index::{Decision, Index};
+use crate::metrics::{self, Metrics};
+use crate::status::{self, FIELD_MANAGER, PoolStatus, ServiceStatus};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Serve only Services with this `spec.loadBalancerClass` (else only those without).
+    pub load_balancer_class: Option<String>,
+    /// Status writes in flight at once.
+    pub write_concurrency: usize,
+    /// How often pool statuses are brought up to date (they change with every allocation).
+    pub pool_status_interval: Duration,
+    /// Reported as the Events' reporting instance.
+    pub instance: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the IPAddressPool CRD is not installed (listing ipaddresspools.herald.dev gave 404): apply deploy/crds/ first"
+    )]
+    MissingCrds,
+    #[error(
+        "not allowed to {verb} {resource}: {message}. Grant it to the controller's ServiceAccount (deploy/ holds the RBAC)"
+    )]
+    Forbidden {
+        verb: &'static str,
+        resource: &'static str,
+        message: String,
+    },
+    #[error("checking {resource}: {source}")]
+    Api {
+        resource: &'static str,
+        source: kube::Error,
+    },
+    #[error("the {0} watch ended")]
+    WatchEnded(&'static str),
+}
+
+/// Fails early, with what to do, when the CRDs or permissions are missing.
+pub async fn preflight(client: &Client) -> Result<(), Error> {
+    let lp = ListParams::default().limit(1);
+    let check = |resource: &'static str, result: Result<(), kube::Error>| match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 && resource == "ipaddresspools" => {
+            Err(Error::MissingCrds)
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Forbidden {
+            verb: "list",
+            resource,
+            message: s.message,
+        }),
+        Err(source) => Err(Error::Api { resource, source }),
+    };
+    check(
+        "ipaddresspools",
+        Api::<IPAddressPool>::all(client.clone())
+            .list(&lp)
+            .await
+            .map(drop),
+    )?;
+    check(
+        "services",
+        Api::<Service>::all(client.clone())
+            .list(&lp)
+            .await
+            .map(drop),
+    )?;
+    check(
+        "namespaces",
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone())
+            .list(&lp)
+            .await
+            .map(drop),
+    )?;
+    Ok(())
+}
+
+enum Change {
+    Service(Box<Result<Event<Service>, watcher::Error>>),
+    Pool(Result<Event<IPAddressPool>, watcher::Error>),
+    Namespace(Result<Event<PartialObjectMeta<Namespace>>, watcher::Error>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Target {
+    Service(ServiceKey),
+    Pool(String),
+}
+
+#[derive(Clone, Debug)]
+enum Write {
+    Service(ServiceStatus),
+    Pool(PoolStatus),
+}
+
+type WriteResult = (Target, Write, Result<(), kube::Error>);
+type Pending<T> = FuturesUnordered<Pin<Box<dyn Future<Output = T> + Send>>>;
+
+/// Writes with at most `limit` in flight, the latest desired state per target only.
+struct Writer {
+    client: Client,
+    limit: usize,
+    latest: BTreeMap<Target, (Write, Duration)>,
+    in_flight: HashSet<Target>,
+    running: Pending<WriteResult>,
+}
+
+impl Writer {
+    fn submit(&mut self, target: Target, write: Write) {
+        self.latest.insert(target, (write, Duration::ZERO));
+        self.start();
+    }
+
+    fn start(&mut self) {
+        let ready: Vec<Target> = self
+            .latest
+            .keys()
+            .filter(|t| !self.in_flight.contains(*t))
+            .take(self.limit.saturating_sub(self.in_flight.len()))
+            .cloned()
+            .collect();
+        for target in ready {
+            let (write, delay) = self.latest.remove(&target).expect("listed above");
+            self.in_flight.insert(target.clone());
+            let client = self.client.clone();
+            self.running.push(Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let result = apply(&client, &target, &write).await;
+                (target, write, result)
+            }));
+        }
+    }
+
+    /// Records a finished write; a failed one is retried with backoff unless a newer state
+    /// replaced it meanwhile.
+    fn finished(&mut self, (target, write, result): WriteResult, metrics: &Metrics) {
+        self.in_flight.remove(&target);
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(kube::Error::Api(s)) if s.code == 404 => "gone",
+            Err(_) => "error",
+        };
+        metrics
+            .status_writes
+            .get_or_create(&metrics::Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+        if let Err(e) = result
+            && outcome == "error"
+        {
+            warn!(?target, error = %e, "status write failed; retrying");
+            self.latest
+                .entry(target)
+                .or_insert((write, Duration::from_millis(500)));
+        }
+        self.start();
+    }
+}
+
+async fn apply(client: &Client, target: &Target, write: &Write) -> Result<(), kube::Error> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match (target, write) {
+        (Target::Service(key), Write::Service(status)) => {
+            let body = status.apply_body(&key.namespace, &key.name);
+            Api::<Service>::namespaced(client.clone(), &key.namespace)
+                .patch_status(&key.name, &params, &Patch::Apply(&body))
+                .await
+                .map(drop)
+        }
+        (Target::Pool(name), Write::Pool(status)) => Api::<IPAddressPool>::all(client.clone())
+            .patch_status(name, &params, &Patch::Apply(&status.apply_body(name)))
+            .await
+            .map(drop),
+        _ => unreachable!("targets and writes are paired by the runtime"),
+    }
+}
+
+/// Runs until the watches end (they do not, short of an error) or the future is dropped.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: watch::Sender<bool>,
+) -> Result<(), Error> {
+    let config = watcher::Config::default();
+    let services = watch_all(Api::<Service>::all(client.clone()), config.clone())
+        .default_backoff()
+        .map(|change| Change::Service(Box::new(change)));
+    let pools = watch_all(Api::<IPAddressPool>::all(client.clone()), config.clone())
+        .default_backoff()
+        .map(Change::Pool);
+    let namespaces = watch_all(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        config,
+    )
+    .default_backoff()
+    .map(Change::Namespace);
+    let streams: Vec<BoxStream<'static, Change>> =
+        vec![services.boxed(), pools.boxed(), namespaces.boxed()];
+    let mut changes = futures::stream::select_all(streams);
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(settings.instance.clone()),
+        },
+    );
+    let mut events: Pending<()> = FuturesUnordered::new();
+    let mut writer = Writer {
+        client: client.clone(),
+        limit: settings.write_concurrency.max(1),
+        latest: BTreeMap::new(),
+        in_flight: HashSet::new(),
+        running: FuturesUnordered::new(),
+    };
+    let mut index = Index::new(settings.load_balancer_class.clone());
+    let mut relist = Relist::default();
+    let mut queue: BTreeSet<ServiceKey> = BTreeSet::new();
+    let mut pool_status_written: BTreeMap<String, PoolStatus> = BTreeMap::new();
+    let mut pool_tick = tokio::time::interval(settings.pool_status_interval);
+    pool_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut started = false;
+
+    loop {
+        tokio::select! {
+            change = changes.next() => {
+                let Some(change) = change else { return Err(Error::WatchEnded("API")) };
+                queue.extend(relist.apply(&mut index, change, &metrics));
+                if !started && relist.synced() {
+                    // Read back every existing assignment before allocating anything new.
+                    index.claim_statuses();
+                    queue.extend(index.ours());
+                    started = true;
+                    info!(services = queue.len(), "watches synced; existing addresses claimed");
+                }
+                if started {
+                    decide_all(&mut index, &mut queue, &mut writer, &mut events, &recorder, &metrics);
+                    if !*ready.borrow() {
+                        ready.send_replace(true);
+                    }
+                }
+            }
+            Some(done) = writer.running.next() => writer.finished(done, &metrics),
+            Some(()) = events.next() => {}
+            _ = pool_tick.tick(), if started => {
+                write_pool_statuses(&index, &mut pool_status_written, &mut writer, &metrics);
+            }
+        }
+    }
+}
+
+/// Tracks each watch's (re)list, so that objects deleted while a watch was away are
+/// forgotten and nothing is decided before all three are in.
+#[derive(Default)]
+struct Relist {
+    services: Option<BTreeSet<ServiceKey>>,
+    pools: Option<BTreeSet<String>>,
+    synced: [bool; 3],
+}
+
+impl Relist {
+    fn synced(&self) -> bool {
+        self.synced.iter().all(|s| *s)
+    }
+
+    fn apply(&mut self, index: &mut Index, change: Change, metrics: &Metrics) -> Vec<ServiceKey> {
+        let error = |resource: &str, e: &watcher::Error| {
+            warn!(resource, error = %e, "watch error; retrying with backoff");
+            metrics
+                .watch_errors
+                .get_or_create(&metrics::Resource {
+                    resource: resource.into(),
+                })
+                .inc();
+        };
+        match change {
+            Change::Service(change) => match *change {
+                Err(e) => {
+                    error("services", &e);
+                    Vec::new()
+                }
+                Ok(event) => self.apply_service(index, event),
+            },
+            Change::Pool(Err(e)) => {
+                error("ipaddresspools", &e);
+                Vec::new()
+            }
+            Change::Pool(Ok(event)) => match event {
+                Event::Init => {
+                    self.pools = Some(BTreeSet::new());
+                    Vec::new()
+                }
+                Event::InitApply(p) => {
+                    if let Some(seen) = &mut self.pools {
+                        seen.insert(p.name_any());
+                    }
+                    index.apply_pool(&p)
+                }
+                Event::InitDone => {
+                    self.synced[1] = true;
+                    let seen = self.pools.take().unwrap_or_default();
+                    index.retain_pools(&seen)
+                }
+                Event::Apply(p) => index.apply_pool(&p),
+                Event::Delete(p) => index.delete_pool(&p.name_any()),
+            },
+            Change::Namespace(Err(e)) => {
+                error("namespaces", &e);
+                Vec::new()
+            }
+            Change::Namespace(Ok(event)) => match event {
+                Event::InitDone => {
+                    self.synced[2] = true;
+                    Vec::new()
+                }
+                Event::InitApply(ns) | Event::Apply(ns) => {
+                    let labels = ns.labels().clone().into_iter().collect();
+                    index.apply_namespace(&ns.name_any(), labels)
+                }
+                Event::Init | Event::Delete(_) => Vec::new(),
+            },
+        }
+    }
+
+    fn apply_service(&mut self, index: &mut Index, event: Event<Service>) -> Vec<ServiceKey> {
+        match event {
+            Event::Init => {
+                self.services = Some(BTreeSet::new());
+                Vec::new()
+            }
+            Event::InitApply(s) => {
+                if let Some(seen) = &mut self.services {
+                    seen.insert(crate::service::key(&s));
+                }
+                index.apply_service(&s)
+            }
+            Event::InitDone => {
+                self.synced[0] = true;
+                let seen = self.services.take().unwrap_or_default();
+                index.retain_services(&seen)
+            }
+            Event::Apply(s) => index.apply_service(&s),
+            Event::Delete(s) => index.delete_service(&crate::service::key(&s)),
+        }
+    }
+}
+
+fn decide_all(
+    index: &mut Index,
+    queue: &mut BTreeSet<ServiceKey>,
+    writer: &mut Writer,
+    events: &mut Pending<()>,
+    recorder: &Recorder,
+    metrics: &Metrics,
+) {
+    let now = Time(Timestamp::now());
+    while let Some(key) = queue.pop_first() {
+        let started = Instant::now();
+        let (decision, again) = index.decide(&key, &now);
+        metrics
+            .decision_seconds
+            .observe(started.elapsed().as_secs_f64());
+        queue.extend(again);
+        let Some(Decision {
+            key,
+            uid,
+            write,
+            events: to_publish,
+        }) = decision
+        else {
+            continue;
+        };
+        if let Some(status) = write {
+            debug!(service = %key, ?status, "writing status");
+            writer.submit(Target::Service(key.clone()), Write::Service(status));
+        }
+        for event in to_publish {
+            count(&event, index, &key, metrics);
+            let reference = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Service".into()),
+                namespace: Some(key.namespace.clone()),
+                name: Some(key.name.clone()),
+                uid: Some(uid.clone()),
+                ..ObjectReference::default()
+            };
+            let recorder = recorder.clone();
+            events.push(Box::pin(async move {
+                let published = KubeEvent {
+                    type_: event.type_(),
+                    reason: event.reason.into(),
+                    note: Some(event.note.clone()),
+                    action: "Allocate".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&published, &reference).await {
+                    warn!(error = %e, reason = event.reason, "publishing an event failed");
+                }
+            }));
+        }
+    }
+}
+
+fn count(event: &status::Event, index: &Index, key: &ServiceKey, metrics: &Metrics) {
+    match event.reason {
+        "IPAllocated" => {
+            let pool = index
+                .assignment(key)
+                .map(|a| a.pool.clone())
+                .unwrap_or_default();
+            metrics
+                .allocations
+                .get_or_create(&metrics::Pool { pool })
+                .inc();
+        }
+        "AllocationFailed" => {
+            let reason = event.note.split(':').next().unwrap_or_default().to_owned();
+            metrics
+                .allocation_failures
+                .get_or_create(&metrics::Reason { reason })
+                .inc();
+        }
+        _ => {}
+    }
+}
+
+fn write_pool_statuses(
+    index: &Index,
+    written: &mut BTreeMap<String, PoolStatus>,
+    writer: &mut Writer,
+    metrics: &Metrics,
+) {
+    let now = Time(Timestamp::now());
+    let statuses = index.pool_statuses();
+    written.retain(|name, _| statuses.iter().any(|(n, _, _)| n == name));
+    for (name, status, observed) in statuses {
+        if let Some(usage) = status.usage {
+            for (family, total, used) in [
+                (
+                    IpFamily::V4,
+                    usage.assigned_v4 + usage.available_v4,
+                    usage.assigned_v4,
+                ),
+                (
+                    IpFamily::V6,
+                    usage.assigned_v6.saturating_add(usage.available_v6),
+                    usage.assigned_v6,
+                ),
+            ] {
+                let labels = metrics::PoolFamily {
+                    pool: name.clone(),
+                    family: family.to_string(),
+                };
+                let gauge = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+                metrics.addresses.get_or_create(&labels).set(gauge(total));
+                metrics
+                    .addresses_in_use
+                    .get_or_create(&labels)
+                    .set(gauge(used));
+            }
+        }
+        let previous = written.get(&name).or(observed.as_ref());
+        if previous.is_some_and(|p| p.same_as(&status)) {
+            continue;
+        }
+        let status = status.since(previous, &now);
+        written.insert(name.clone(), status.clone());
+        writer.submit(Target::Pool(name), Write::Pool(status));
+    }
+}

@@ -1,0 +1,334 @@
+//! What the controller writes: the Service's addresses and `herald.dev/Allocated` condition,
+//! the pools' usage and conditions, and Events. Writes are server-side applies that carry only
+//! the fields the controller owns, so the speaker's `herald.dev/Announced` condition and
+//! everything else stay untouched.
+
+use std::net::IpAddr;
+
+use herald_core::allocation::{Assignment, Lost, PoolUsage};
+use herald_crds::IPAddressPool;
+use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::EventType;
+use serde_json::{Value, json};
+
+use crate::index::ALLOCATED;
+
+/// The controller's field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "herald-controller";
+
+/// A condition as Herald reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub type_: String,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+    pub last_transition: Option<Time>,
+}
+
+impl Condition {
+    fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.into(),
+            last_transition: None,
+        }
+    }
+
+    pub fn allocated(assignment: &Assignment) -> Self {
+        Condition::new(
+            ALLOCATED,
+            true,
+            "Allocated",
+            format!("{} from pool {:?}", join(&assignment.ips), assignment.pool),
+        )
+    }
+
+    pub fn failed(reason: &str, message: String) -> Self {
+        Condition::new(ALLOCATED, false, reason, message)
+    }
+
+    /// Same status, reason and message: nothing a person would see as a change.
+    pub fn same_as(&self, other: &Condition) -> bool {
+        self.type_ == other.type_
+            && self.status == other.status
+            && self.reason == other.reason
+            && self.message == other.message
+    }
+
+    /// Keeps the previous transition time while the status stays the same.
+    pub fn since(mut self, previous: Option<&Condition>, now: &Time) -> Self {
+        self.last_transition = match previous {
+            Some(p) if p.status == self.status && p.last_transition.is_some() => {
+                p.last_transition.clone()
+            }
+            _ => Some(now.clone()),
+        };
+        self
+    }
+
+    fn to_json(&self, generation: Option<i64>) -> Value {
+        let mut condition = json!({
+            "type": self.type_,
+            "status": if self.status { "True" } else { "False" },
+            "reason": self.reason,
+            "message": self.message,
+            "lastTransitionTime": self.last_transition,
+        });
+        if let Some(generation) = generation {
+            condition["observedGeneration"] = json!(generation);
+        }
+        condition
+    }
+
+    fn from_kube(c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition) -> Self {
+        Condition {
+            type_: c.type_.clone(),
+            status: c.status == "True",
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            last_transition: Some(c.last_transition_time.clone()),
+        }
+    }
+}
+
+/// The `herald.dev/Allocated` condition the Service shows.
+pub fn allocated_condition(service: &KubeService) -> Option<Condition> {
+    service
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == ALLOCATED)
+        .map(Condition::from_kube)
+}
+
+/// The part of a Service's status the controller owns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceStatus {
+    pub ips: Vec<IpAddr>,
+    /// None takes the condition away (the Service is no longer Herald's).
+    pub condition: Option<Condition>,
+    pub generation: Option<i64>,
+}
+
+impl ServiceStatus {
+    /// The server-side apply body. Fields left out are given up: with no addresses the
+    /// ingress list goes, with no condition ours goes.
+    pub fn apply_body(&self, namespace: &str, name: &str) -> Value {
+        let mut status = json!({});
+        if !self.ips.is_empty() {
+            let ingress: Vec<Value> = self
+                .ips
+                .iter()
+                .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+                .collect();
+            status["loadBalancer"] = json!({ "ingress": ingress });
+        }
+        if let Some(condition) = &self.condition {
+            status["conditions"] = json!([condition.to_json(self.generation)]);
+        }
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": { "name": name, "namespace": namespace },
+            "status": status,
+        })
+    }
+}
+
+/// An Event about a Service, published on transitions only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Event {
+    pub fn allocated(assignment: &Assignment) -> Self {
+        Event {
+            warning: false,
+            reason: "IPAllocated",
+            note: format!(
+                "Assigned {} from pool {:?}",
+                join(&assignment.ips),
+                assignment.pool
+            ),
+        }
+    }
+
+    pub fn failed(condition: &Condition) -> Self {
+        Event {
+            warning: true,
+            reason: "AllocationFailed",
+            note: format!("{}: {}", condition.reason, condition.message),
+        }
+    }
+
+    pub fn lost(lost: &Lost) -> Self {
+        Event {
+            warning: true,
+            reason: "IPWithdrawn",
+            note: format!("Took back {}: {}", join(&lost.ips), lost.reason),
+        }
+    }
+
+    pub fn released(ips: &[IpAddr]) -> Self {
+        Event {
+            warning: false,
+            reason: "IPReleased",
+            note: format!(
+                "Released {}: the Service is no longer a LoadBalancer that Herald serves",
+                join(ips)
+            ),
+        }
+    }
+
+    pub fn type_(&self) -> EventType {
+        if self.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        }
+    }
+}
+
+/// A pool's status: usage per family and its Ready, Conflicting and Invalid conditions. The
+/// conditions get their transition times from [`PoolStatus::since`] before they are written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolStatus {
+    pub usage: Option<PoolUsage>,
+    pub conditions: Vec<Condition>,
+}
+
+const READY: &str = "Ready";
+const CONFLICTING: &str = "Conflicting";
+const INVALID: &str = "Invalid";
+
+impl PoolStatus {
+    pub fn valid(usage: PoolUsage, overlaps: &[(String, String)]) -> Self {
+        let conflicting = if overlaps.is_empty() {
+            Condition::new(
+                CONFLICTING,
+                false,
+                "NoOverlap",
+                "no other pool holds these addresses",
+            )
+        } else {
+            let with: Vec<String> = overlaps
+                .iter()
+                .map(|(pool, range)| format!("{range} with pool {pool:?}"))
+                .collect();
+            Condition::new(
+                CONFLICTING,
+                true,
+                "Overlap",
+                format!(
+                    "shares {}; each address is still handed out once",
+                    with.join(", ")
+                ),
+            )
+        };
+        let ready = Condition::new(
+            READY,
+            true,
+            "Ready",
+            format!(
+                "{} of {} IPv4 and {} of {} IPv6 addresses in use",
+                usage.assigned_v4,
+                usage.assigned_v4 + usage.available_v4,
+                usage.assigned_v6,
+                usage.assigned_v6.saturating_add(usage.available_v6)
+            ),
+        );
+        PoolStatus {
+            usage: Some(usage),
+            conditions: vec![
+                ready,
+                conflicting,
+                Condition::new(INVALID, false, "Valid", "the spec is valid"),
+            ],
+        }
+    }
+
+    pub fn invalid(problems: &[String]) -> Self {
+        let message = problems.join("; ");
+        PoolStatus {
+            usage: None,
+            conditions: vec![
+                Condition::new(
+                    READY,
+                    false,
+                    "Invalid",
+                    format!("hands out nothing: {message}"),
+                ),
+                Condition::new(INVALID, true, "InvalidSpec", message),
+            ],
+        }
+    }
+
+    /// The status a pool shows (its conditions, for their transition times).
+    pub fn observed(pool: &IPAddressPool) -> Option<PoolStatus> {
+        let status = pool.status.as_ref()?;
+        Some(PoolStatus {
+            usage: None,
+            conditions: status.conditions.iter().map(Condition::from_kube).collect(),
+        })
+    }
+
+    /// Same counts and conditions, whatever the times.
+    pub fn same_as(&self, other: &PoolStatus) -> bool {
+        self.usage == other.usage
+            && self.conditions.len() == other.conditions.len()
+            && self
+                .conditions
+                .iter()
+                .zip(&other.conditions)
+                .all(|(a, b)| a.same_as(b))
+    }
+
+    /// Keeps each condition's transition time from `previous` while its status holds.
+    pub fn since(mut self, previous: Option<&PoolStatus>, now: &Time) -> Self {
+        self.conditions = self
+            .conditions
+            .into_iter()
+            .map(|c| {
+                let before =
+                    previous.and_then(|p| p.conditions.iter().find(|b| b.type_ == c.type_));
+                c.since(before, now)
+            })
+            .collect();
+        self
+    }
+
+    pub fn apply_body(&self, name: &str) -> Value {
+        let saturate = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut status = json!({
+            "conditions": self.conditions.iter().map(|c| c.to_json(None)).collect::<Vec<_>>(),
+        });
+        if let Some(usage) = self.usage {
+            status["assignedIPv4"] = json!(saturate(usage.assigned_v4));
+            status["availableIPv4"] = json!(saturate(usage.available_v4));
+            status["assignedIPv6"] = json!(saturate(usage.assigned_v6));
+            status["availableIPv6"] = json!(saturate(usage.available_v6));
+        }
+        json!({
+            "apiVersion": "herald.dev/v1alpha1",
+            "kind": "IPAddressPool",
+            "metadata": { "name": name },
+            "status": status,
+        })
+    }
+}
+
+pub fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(|ip| ip.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

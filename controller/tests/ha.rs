@@ -1,0 +1,81 @@
+//! Two replicas with leader election: killing the leader in the middle of a stream of
+//! creates hands over to the other, allocation resumes, and no address is given twice.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use herald_tests::{eventually, test_cluster};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+use support::*;
+
+#[tokio::test]
+async fn killing_the_leader_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let cluster = test_cluster("ha").await;
+    pool(&cluster, "lan", json!({"addresses": ["192.0.2.0/24"]})).await;
+    let ns = cluster.namespace().to_owned();
+    let replica = |name: &str| {
+        start_controller(
+            &cluster,
+            &[
+                "--lease-namespace",
+                &ns,
+                "--identity",
+                name,
+                "--lease-duration",
+                "3",
+                "--lease-renew-before",
+                "1",
+            ],
+        )
+    };
+    let mut replicas = [replica("replica-a"), replica("replica-b")];
+
+    let leases: Api<Lease> = Api::namespaced(cluster.client(), &ns);
+    let holder = || async {
+        leases
+            .get("herald-controller")
+            .await
+            .ok()?
+            .spec?
+            .holder_identity
+            .filter(|h| !h.is_empty())
+    };
+    let leader = eventually(WAIT, "a leader", holder).await;
+
+    for i in 0..60 {
+        service(&cluster, &format!("before-{i}"), json!({}), json!({})).await;
+    }
+    let killed = Instant::now();
+    let index = if leader == "replica-a" { 0 } else { 1 };
+    replicas[index].kill();
+    for i in 0..60 {
+        service(&cluster, &format!("after-{i}"), json!({}), json!({})).await;
+    }
+    let api = services(&cluster);
+    let all = eventually(
+        Duration::from_secs(60),
+        "all 120 Services allocated",
+        || async {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let allocated: Vec<_> = list
+                .items
+                .into_iter()
+                .filter(|s| !ingress(s).is_empty())
+                .collect();
+            (allocated.len() == 120).then_some(allocated)
+        },
+    )
+    .await;
+    eprintln!(
+        "all allocated {:?} after the leader was killed",
+        killed.elapsed()
+    );
+    let distinct: BTreeSet<_> = all.iter().flat_map(ingress).collect();
+    assert_eq!(distinct.len(), 120, "an address was handed out twice");
+    let new_leader = eventually(WAIT, "a new leader", holder).await;
+    assert_ne!(new_leader, leader);
+}
