@@ -226,7 +226,7 @@ async fn requested_addresses_in_every_annotation_form_and_in_the_spec() {
 #[tokio::test]
 async fn a_malformed_annotation_added_later_keeps_the_address_until_fixed() {
     let cluster = cluster("keep-on-bad-input").await;
-    pool(&cluster, "lan", json!({"addresses": ["192.0.2.50/30"]})).await;
+    pool(&cluster, "lan", json!({"addresses": ["192.0.2.52/30"]})).await;
     service(&cluster, "web", json!({}), json!({})).await;
     let before = addresses(&cluster, "web").await;
     apply(
@@ -393,7 +393,7 @@ async fn dual_stack_follows_the_family_policy() {
 #[tokio::test]
 async fn sharing_keys_share_an_address_only_when_ports_and_backends_allow() {
     let cluster = cluster("sharing").await;
-    pool(&cluster, "lan", json!({"addresses": ["192.0.2.90/30"]})).await;
+    pool(&cluster, "lan", json!({"addresses": ["192.0.2.88/30"]})).await;
     let key = json!({"herald.dev/allow-shared-ip": "k"});
     service(
         &cluster,
