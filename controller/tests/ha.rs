@@ -1,5 +1,6 @@
 //! Two replicas with leader election: killing the leader in the middle of a stream of
-//! creates hands over to the other, allocation resumes, and no address is given twice.
+//! creates hands over to the other, allocation resumes, and no address is given twice; a
+//! leader whose lease is taken stops writing.
 
 mod support;
 
@@ -78,4 +79,27 @@ async fn killing_the_leader_mid_stream_loses_nothing_and_duplicates_nothing() {
     assert_eq!(distinct.len(), 120, "an address was handed out twice");
     let new_leader = eventually(WAIT, "a new leader", holder).await;
     assert_ne!(new_leader, leader);
+
+    // A leader that sees the lease taken stops writing: it exits, and says why.
+    let survivor = &mut replicas[1 - index];
+    let stolen = json!({"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 3600,
+        "renewTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.000000Z").to_string()}});
+    leases
+        .patch(
+            "herald-controller",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&stolen),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while survivor.running() {
+        assert!(Instant::now() < deadline, "the deposed leader still runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        survivor.log_tail(200).contains("lost the leader lease"),
+        "{}",
+        survivor.log_tail(30)
+    );
 }

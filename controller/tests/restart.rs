@@ -26,7 +26,13 @@ async fn a_restart_with_1000_services_changes_no_address_and_writes_nothing() {
     first.kill();
     // Created while no controller runs, and first in name order: it must not take an
     // address that an existing Service still shows.
-    service(&cluster, "aaa-new", json!({}), json!({"ipFamilies": ["IPv6"]})).await;
+    service(
+        &cluster,
+        "aaa-new",
+        json!({}),
+        json!({"ipFamilies": ["IPv6"]}),
+    )
+    .await;
     let _second = start_controller(&cluster, &["--leader-elect=false"]);
     let new = addresses(&cluster, "aaa-new").await;
     let after = wait_allocated(&cluster, SERVICES + 1).await;

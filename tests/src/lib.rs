@@ -241,6 +241,28 @@ impl ApiServer {
         self.data_dir.join("kubeconfig")
     }
 
+    /// A kubeconfig for another identity, signed by the server's CA, for RBAC tests.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let path = self.data_dir.join(format!("kubeconfig-{user}"));
+        let mut command = Command::new(self.bin_dir.join("herald-test-apiserver"));
+        command
+            .args(["kubeconfig", "--data-dir"])
+            .arg(&self.data_dir);
+        command.args(["--user", user, "--out"]).arg(&path);
+        for group in groups {
+            command.args(["--group", group]);
+        }
+        let output = command
+            .output()
+            .expect("running herald-test-apiserver kubeconfig");
+        assert!(
+            output.status.success(),
+            "minting a kubeconfig for {user}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        path
+    }
+
     /// The real `kubectl`, built from the same Kubernetes release, pointed at this server.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.bin_dir.join("kubectl"));

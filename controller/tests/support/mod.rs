@@ -21,16 +21,40 @@ pub fn binary() -> &'static Path {
 
 /// Starts a controller on the test API server with `extra` flags.
 pub fn start_controller(cluster: &TestCluster, extra: &[&str]) -> Process {
+    start_controller_on(cluster, free_port(), free_port(), extra)
+}
+
+/// Starts a controller serving metrics and health on the given loopback ports.
+pub fn start_controller_on(
+    cluster: &TestCluster,
+    metrics: u16,
+    health: u16,
+    extra: &[&str],
+) -> Process {
     let mut args: Vec<String> = vec![
         "--metrics-bind-address".into(),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{metrics}"),
         "--health-bind-address".into(),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{health}"),
         "--pool-status-interval-ms".into(),
         "200".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     cluster.server().run(binary(), &args)
+}
+
+/// Runs the controller to its exit and returns whether it succeeded and what it printed.
+pub fn run_to_exit(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(binary())
+        .args(args)
+        .output()
+        .expect("the controller runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }
 
 /// A pool that serves only the test's namespace, so tests sharing a controller never meet.
