@@ -41,6 +41,7 @@ pub struct Metrics {
     pub decision_seconds: Histogram,
     pub status_writes: Family<Outcome, Counter>,
     pub watch_errors: Family<Resource, Counter>,
+    pub events_dropped: Counter,
     pub leader: Gauge,
 }
 
@@ -54,6 +55,7 @@ impl Metrics {
             decision_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
             status_writes: Family::default(),
             watch_errors: Family::default(),
+            events_dropped: Counter::default(),
             leader: Gauge::default(),
         };
         let herald = registry.sub_registry_with_prefix("herald");
@@ -91,6 +93,11 @@ impl Metrics {
             "watch_errors",
             "Errors from the API watches, by resource",
             metrics.watch_errors.clone(),
+        );
+        herald.register(
+            "events_dropped",
+            "Events not published because a burst outran the API server (conditions still say it)",
+            metrics.events_dropped.clone(),
         );
         herald.register(
             "controller_leader",

@@ -3,7 +3,7 @@
 //! concurrency. Everything runs inside one future, so that dropping it (the lease was lost)
 //! stops every write at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -187,6 +187,49 @@ impl Writer {
     }
 }
 
+/// Publishes Events a few at a time. Events repeat what the conditions say, so when a burst
+/// (a cold start with thousands of Services) outruns the API server, the oldest queued ones
+/// are dropped rather than held in memory.
+struct Publisher {
+    recorder: Recorder,
+    limit: usize,
+    capacity: usize,
+    queued: VecDeque<(status::Event, ObjectReference)>,
+    running: Pending<()>,
+}
+
+impl Publisher {
+    fn submit(&mut self, event: status::Event, reference: ObjectReference, metrics: &Metrics) {
+        if self.queued.len() >= self.capacity {
+            self.queued.pop_front();
+            metrics.events_dropped.inc();
+        }
+        self.queued.push_back((event, reference));
+        self.start();
+    }
+
+    fn start(&mut self) {
+        while self.running.len() < self.limit {
+            let Some((event, reference)) = self.queued.pop_front() else {
+                break;
+            };
+            let recorder = self.recorder.clone();
+            self.running.push(Box::pin(async move {
+                let published = KubeEvent {
+                    type_: event.type_(),
+                    reason: event.reason.into(),
+                    note: Some(event.note.clone()),
+                    action: "Allocate".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&published, &reference).await {
+                    warn!(error = %e, reason = event.reason, "publishing an event failed");
+                }
+            }));
+        }
+    }
+}
+
 async fn apply(client: &Client, target: &Target, write: &Write) -> Result<(), kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match (target, write) {
@@ -229,14 +272,19 @@ pub async fn run(
         vec![services.boxed(), pools.boxed(), namespaces.boxed()];
     let mut changes = futures::stream::select_all(streams);
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some(settings.instance.clone()),
-        },
-    );
-    let mut events: Pending<()> = FuturesUnordered::new();
+    let mut publisher = Publisher {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(settings.instance.clone()),
+            },
+        ),
+        limit: 4,
+        capacity: 1000,
+        queued: VecDeque::new(),
+        running: FuturesUnordered::new(),
+    };
     let mut writer = Writer {
         client: client.clone(),
         limit: settings.write_concurrency.max(1),
@@ -265,14 +313,14 @@ pub async fn run(
                     info!(services = queue.len(), "watches synced; existing addresses claimed");
                 }
                 if started {
-                    decide_all(&mut index, &mut queue, &mut writer, &mut events, &recorder, &metrics);
+                    decide_all(&mut index, &mut queue, &mut writer, &mut publisher, &metrics);
                     if !*ready.borrow() {
                         ready.send_replace(true);
                     }
                 }
             }
             Some(done) = writer.running.next() => writer.finished(done, &metrics),
-            Some(()) = events.next() => {}
+            Some(()) = publisher.running.next() => publisher.start(),
             _ = pool_tick.tick(), if started => {
                 write_pool_statuses(&index, &mut pool_status_written, &mut writer, &metrics);
             }
@@ -380,8 +428,7 @@ fn decide_all(
     index: &mut Index,
     queue: &mut BTreeSet<ServiceKey>,
     writer: &mut Writer,
-    events: &mut Pending<()>,
-    recorder: &Recorder,
+    publisher: &mut Publisher,
     metrics: &Metrics,
 ) {
     let now = Time(Timestamp::now());
@@ -415,19 +462,7 @@ fn decide_all(
                 uid: Some(uid.clone()),
                 ..ObjectReference::default()
             };
-            let recorder = recorder.clone();
-            events.push(Box::pin(async move {
-                let published = KubeEvent {
-                    type_: event.type_(),
-                    reason: event.reason.into(),
-                    note: Some(event.note.clone()),
-                    action: "Allocate".into(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&published, &reference).await {
-                    warn!(error = %e, reason = event.reason, "publishing an event failed");
-                }
-            }));
+            publisher.submit(event, reference, metrics);
         }
     }
 }

@@ -35,6 +35,8 @@ if [[ ! -x "$bin" ]]; then
     -ldflags "$ldflags" -o "$tmp" . >&2
   mv -f "$tmp" "$bin"
   echo "build.sh: built $bin" >&2
+  # Older builds are 100+ MiB each and nothing uses them any more.
+  find "$(dirname "$out")" -maxdepth 1 -name 'apiserver-*' ! -path "$out" -exec rm -rf {} + 2>/dev/null || true
 fi
 if [[ ! -L "$out/kubectl" ]]; then
   ln -sfn herald-test-apiserver "$out/kubectl.$$"

@@ -392,7 +392,6 @@ impl ApiServer {
             .arg("--kubeconfig")
             .arg(self.kubeconfig_path())
             .args(args)
-            .env("RUST_LOG", "info,herald_controller=debug")
             .stdout(file.try_clone().expect("a log file handle"))
             .stderr(file)
             .spawn()
