@@ -25,8 +25,9 @@ struct ServiceEntry {
     uid: String,
     generation: Option<i64>,
     created: Option<Time>,
-    /// None when the Service is not Herald's (type, class, being deleted).
-    request: Option<Result<herald_core::allocation::Service, RequestError>>,
+    /// None when the Service is not Herald's (type, class, being deleted); else its request,
+    /// with what was malformed left out, and the error if anything was.
+    request: Option<(herald_core::allocation::Service, Option<RequestError>)>,
     /// The addresses and our condition as last seen in its status.
     observed_ips: Vec<IpAddr>,
     observed_condition: Option<status::Condition>,
@@ -162,7 +163,7 @@ impl Index {
         self.namespaces.insert(name.to_owned(), labels.clone());
         let mut keys = Vec::new();
         for (key, entry) in self.services.range_mut(namespace_range(name)) {
-            if let Some(Ok(request)) = &mut entry.request {
+            if let Some((request, _)) = &mut entry.request {
                 request.namespace_labels = labels.clone();
             }
             keys.push(key.clone());
@@ -171,7 +172,9 @@ impl Index {
     }
 
     /// Claims the addresses every Service shows in its status, oldest Service first, before
-    /// anything new is allocated, so that a restart or a new leader moves nothing.
+    /// anything new is allocated, so that a restart or a new leader moves nothing. Only claims:
+    /// a Service whose address is no longer valid gets a new one later, after every other
+    /// Service has claimed its own.
     pub fn claim_statuses(&mut self) {
         let mut order: Vec<(&Option<Time>, &ServiceKey)> = self
             .services
@@ -184,9 +187,9 @@ impl Index {
         });
         let keys: Vec<ServiceKey> = order.into_iter().map(|(_, k)| k.clone()).collect();
         for key in keys {
-            if let Some(Some(Ok(request))) = self.services.get(&key).map(|e| &e.request) {
+            if let Some(Some((request, _))) = self.services.get(&key).map(|e| &e.request) {
                 let request = request.clone();
-                let _ = self.allocator.assign(&request);
+                self.allocator.claim(&request);
             }
         }
     }
@@ -227,12 +230,14 @@ impl Index {
                     .unwrap_or_default();
                 (Vec::new(), None, events)
             }
-            Some(Err(e)) => {
-                // Bad input loses nothing: keep what it holds until the request is fixed.
-                let ips = held_before
-                    .as_ref()
-                    .map(|a| a.ips.clone())
-                    .unwrap_or_default();
+            Some((request, Some(e))) => {
+                // Bad input loses nothing: keep (or claim back) what it holds until it is fixed.
+                let request = request.clone();
+                let kept = match &held_before {
+                    Some(held) => Some(held.clone()),
+                    None => self.allocator.claim(&request),
+                };
+                let ips = kept.map(|a| a.ips).unwrap_or_default();
                 let mut message = e.to_string();
                 if !ips.is_empty() {
                     message.push_str(&format!("; keeping {}", status::join(&ips)));
@@ -243,7 +248,7 @@ impl Index {
                     Vec::new(),
                 )
             }
-            Some(Ok(request)) => {
+            Some((request, None)) => {
                 let request = request.clone();
                 let outcome = self.allocator.assign(&request);
                 let mut events: Vec<status::Event> =
@@ -325,4 +330,189 @@ impl Index {
 
 fn namespace_range(namespace: &str) -> std::ops::RangeInclusive<ServiceKey> {
     ServiceKey::new(namespace, "")..=ServiceKey::new(namespace, "\u{10FFFF}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+    use serde_json::json;
+
+    fn now() -> Time {
+        Time(Timestamp::now())
+    }
+
+    fn pool(addresses: &[&str]) -> IPAddressPool {
+        serde_json::from_value(json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+            "metadata": {"name": "lan"}, "spec": {"addresses": addresses},
+        }))
+        .unwrap()
+    }
+
+    /// A LoadBalancer Service created at second `created`, with `ips` in its status.
+    fn service(
+        name: &str,
+        created: i64,
+        ips: &[&str],
+        annotations: serde_json::Value,
+    ) -> KubeService {
+        let ingress: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": name, "annotations": annotations,
+                         "creationTimestamp": Timestamp::from_second(created).unwrap().to_string()},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+            "status": {"loadBalancer": {"ingress": ingress}},
+        }))
+        .unwrap()
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey::new("default", name)
+    }
+
+    fn decide(index: &mut Index, name: &str) -> Decision {
+        index.decide(&key(name), &now()).0.expect("a decision")
+    }
+
+    #[test]
+    fn a_restart_claims_every_status_before_allocating_anything() {
+        let mut index = Index::new(None);
+        index.apply_pool(&pool(&["192.0.2.0/30"]));
+        // "a-new" sorts first and holds nothing; "b-old" shows .0 in its status.
+        index.apply_service(&service("a-new", 20, &[], json!({})));
+        index.apply_service(&service("b-old", 10, &["192.0.2.0"], json!({})));
+        index.claim_statuses();
+        let new = decide(&mut index, "a-new");
+        assert_eq!(
+            new.write.unwrap().ips,
+            ["192.0.2.1".parse::<IpAddr>().unwrap()]
+        );
+        let old = decide(&mut index, "b-old");
+        assert_eq!(
+            old.write.unwrap().ips,
+            ["192.0.2.0".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn claiming_never_allocates_so_an_invalid_status_cannot_take_a_valid_one() {
+        let mut index = Index::new(None);
+        index.apply_pool(&pool(&["192.0.2.0/30"]));
+        // The older Service shows an address the pool no longer has; the newer one shows .0.
+        index.apply_service(&service("older", 10, &["198.51.100.1"], json!({})));
+        index.apply_service(&service("newer", 20, &["192.0.2.0"], json!({})));
+        index.claim_statuses();
+        assert_eq!(index.assignment(&key("older")), None);
+        assert_eq!(
+            index.assignment(&key("newer")).unwrap().ips,
+            ["192.0.2.0".parse::<IpAddr>().unwrap()]
+        );
+        let older = decide(&mut index, "older");
+        assert_eq!(
+            older.write.unwrap().ips,
+            ["192.0.2.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn bad_input_keeps_the_address_in_status_also_after_a_restart() {
+        let mut index = Index::new(None);
+        index.apply_pool(&pool(&["192.0.2.0/30"]));
+        let bad = json!({"herald.dev/loadBalancerIPs": "not-an-ip"});
+        index.apply_service(&service("web", 10, &["192.0.2.2"], bad));
+        index.claim_statuses();
+        let decision = decide(&mut index, "web");
+        let write = decision.write.unwrap();
+        assert_eq!(write.ips, ["192.0.2.2".parse::<IpAddr>().unwrap()]);
+        let condition = write.condition.unwrap();
+        assert_eq!(condition.reason, "InvalidRequest");
+        assert!(
+            condition.message.ends_with("; keeping 192.0.2.2"),
+            "{}",
+            condition.message
+        );
+        // Nobody else gets it meanwhile.
+        index.apply_service(&service(
+            "other",
+            20,
+            &[],
+            json!({"herald.dev/loadBalancerIPs": "192.0.2.2"}),
+        ));
+        let other = decide(&mut index, "other");
+        assert_eq!(
+            other.write.unwrap().condition.unwrap().reason,
+            "AddressInUse"
+        );
+    }
+
+    #[test]
+    fn events_follow_transitions_and_a_stable_service_writes_nothing() {
+        let mut index = Index::new(None);
+        index.apply_pool(&pool(&["192.0.2.0/31"]));
+        index.apply_service(&service("web", 10, &[], json!({})));
+        let first = decide(&mut index, "web");
+        assert_eq!(first.events.len(), 1);
+        assert_eq!(first.events[0].reason, "IPAllocated");
+        // Deciding again before the watch shows the write: same write, no second event.
+        let again = decide(&mut index, "web");
+        assert!(again.events.is_empty());
+        // The watch shows the written status: nothing to write any more.
+        let mut written = service("web", 10, &["192.0.2.0"], json!({}));
+        let condition = first.write.unwrap().condition.unwrap();
+        written.status.as_mut().unwrap().conditions = Some(vec![
+            serde_json::from_value(json!({"type": condition.type_, "status": "True",
+                "reason": condition.reason, "message": condition.message,
+                "lastTransitionTime": condition.last_transition}))
+            .unwrap(),
+        ]);
+        index.apply_service(&written);
+        let stable = decide(&mut index, "web");
+        assert_eq!((stable.write, stable.events.len()), (None, 0));
+    }
+
+    #[test]
+    fn deleting_a_holder_serves_the_waiting_services() {
+        let mut index = Index::new(None);
+        index.apply_pool(&pool(&["192.0.2.0/32"]));
+        index.apply_service(&service("a", 10, &[], json!({})));
+        index.apply_service(&service("b", 20, &[], json!({})));
+        decide(&mut index, "a");
+        let waiting = decide(&mut index, "b");
+        assert_eq!(
+            waiting.write.unwrap().condition.unwrap().reason,
+            "PoolExhausted"
+        );
+        assert_eq!(index.delete_service(&key("a")), vec![key("b")]);
+        let served = decide(&mut index, "b");
+        assert_eq!(
+            served.write.unwrap().ips,
+            ["192.0.2.0".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_service_that_is_no_longer_ours_gives_its_address_back() {
+        let mut index = Index::new(None);
+        index.apply_pool(&pool(&["192.0.2.0/32"]));
+        let mut web = service("web", 10, &[], json!({}));
+        index.apply_service(&web);
+        let allocated = decide(&mut index, "web").write.unwrap();
+        let condition = allocated.condition.unwrap();
+        web.status.as_mut().unwrap().conditions = Some(vec![
+            serde_json::from_value(json!({"type": condition.type_, "status": "True",
+                "reason": condition.reason, "message": condition.message,
+                "lastTransitionTime": condition.last_transition}))
+            .unwrap(),
+        ]);
+        web.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+        index.apply_service(&web);
+        let (decision, waiting) = index.decide(&key("web"), &now());
+        let decision = decision.unwrap();
+        let write = decision.write.unwrap();
+        assert!(write.ips.is_empty() && write.condition.is_none());
+        assert_eq!(decision.events[0].reason, "IPReleased");
+        assert!(waiting.is_empty());
+        assert_eq!(index.assignment(&key("web")), None);
+    }
 }

@@ -85,33 +85,42 @@ pub fn status_addresses(service: &KubeService) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Reads what the Service asks of allocation.
-pub fn request(service: &KubeService, namespace_labels: &Labels) -> Result<Service, RequestError> {
+/// Reads what the Service asks of allocation. A malformed part is left out of the request
+/// and reported as the error (the first, if several), so that the Service can still keep the
+/// addresses it holds while the user fixes it.
+pub fn request(
+    service: &KubeService,
+    namespace_labels: &Labels,
+) -> (Service, Option<RequestError>) {
+    let mut errors = Vec::new();
     let spec = service.spec.clone().unwrap_or_default();
-    let mut requested = match annotation(service, LOAD_BALANCER_IPS)? {
-        Some((name, value)) => parse_addresses(&name, &value)?,
+    let annotated = annotation(service, LOAD_BALANCER_IPS, &mut errors);
+    let mut requested = match &annotated {
+        Some((name, value)) => parse_addresses(name, value).unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        }),
         None => Vec::new(),
     };
     if let Some(spec_ip) = spec.load_balancer_ip.as_deref().filter(|s| !s.is_empty()) {
-        if let Some((name, _)) = annotation(service, LOAD_BALANCER_IPS)? {
-            return Err(RequestError::BothSpecAndAnnotation {
+        match (&annotated, spec_ip.parse()) {
+            (Some((name, _)), _) => errors.push(RequestError::BothSpecAndAnnotation {
                 spec: spec_ip.to_owned(),
-                annotation: name,
-            });
+                annotation: name.clone(),
+            }),
+            (None, Ok(ip)) => requested.push(ip),
+            (None, Err(_)) => errors.push(RequestError::BadSpecAddress(spec_ip.to_owned())),
         }
-        let ip = spec_ip
-            .parse()
-            .map_err(|_| RequestError::BadSpecAddress(spec_ip.to_owned()))?;
-        requested.push(ip);
     }
-    let pool = match annotation(service, ADDRESS_POOL)? {
+    let pool = match annotation(service, ADDRESS_POOL, &mut errors) {
         Some((name, value)) if value.trim().is_empty() => {
-            return Err(RequestError::EmptyPool { annotation: name });
+            errors.push(RequestError::EmptyPool { annotation: name });
+            None
         }
         Some((_, value)) => Some(value.trim().to_owned()),
         None => None,
     };
-    let sharing = annotation(service, ALLOW_SHARED_IP)?
+    let sharing = annotation(service, ALLOW_SHARED_IP, &mut errors)
         .filter(|(_, value)| !value.is_empty())
         .map(|(_, key)| Sharing {
             key,
@@ -133,7 +142,7 @@ pub fn request(service: &KubeService, namespace_labels: &Labels) -> Result<Servi
                 Backend::Cluster
             },
         });
-    Ok(Service {
+    let request = Service {
         key: key(service),
         labels: service
             .metadata
@@ -151,14 +160,17 @@ pub fn request(service: &KubeService, namespace_labels: &Labels) -> Result<Servi
         pool,
         sharing,
         current: status_addresses(service),
-    })
+    };
+    (request, errors.into_iter().next())
 }
 
-/// The value of an annotation under any of the prefixes; if several are set they must agree.
+/// The value of an annotation under any of the prefixes; if several are set they must agree
+/// (else the first, Herald's own before MetalLB's, counts and the disagreement is an error).
 fn annotation(
     service: &KubeService,
     suffix: &str,
-) -> Result<Option<(String, String)>, RequestError> {
+    errors: &mut Vec<RequestError>,
+) -> Option<(String, String)> {
     let annotations = service.metadata.annotations.as_ref();
     let mut found: Option<(String, String)> = None;
     for prefix in PREFIXES {
@@ -168,7 +180,7 @@ fn annotation(
         };
         match &found {
             Some((first, first_value)) if first_value.trim() != value.trim() => {
-                return Err(RequestError::ConflictingAnnotations {
+                errors.push(RequestError::ConflictingAnnotations {
                     first: first.clone(),
                     first_value: first_value.clone(),
                     second: name,
@@ -179,7 +191,7 @@ fn annotation(
             None => found = Some((name, value.clone())),
         }
     }
-    Ok(found)
+    found
 }
 
 fn parse_addresses(annotation: &str, value: &str) -> Result<Vec<IpAddr>, RequestError> {
@@ -270,7 +282,8 @@ mod tests {
                 }),
                 json!({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}),
             );
-            let request = request(&service, &Labels::new()).unwrap();
+            let (request, error) = request(&service, &Labels::new());
+            assert_eq!(error, None);
             assert_eq!(
                 request.requested,
                 vec![
@@ -291,14 +304,14 @@ mod tests {
     fn spec_load_balancer_ip_is_honoured_but_not_with_the_annotation() {
         let spec_only = lb(json!({}), json!({"loadBalancerIP": "192.0.2.7"}));
         assert_eq!(
-            request(&spec_only, &Labels::new()).unwrap().requested,
+            request(&spec_only, &Labels::new()).0.requested,
             vec!["192.0.2.7".parse::<IpAddr>().unwrap()]
         );
         let both = lb(
             json!({"metallb.io/loadBalancerIPs": "192.0.2.8"}),
             json!({"loadBalancerIP": "192.0.2.7"}),
         );
-        let err = request(&both, &Labels::new()).unwrap_err();
+        let err = request(&both, &Labels::new()).1.unwrap();
         assert_eq!(
             err.to_string(),
             "spec.loadBalancerIP \"192.0.2.7\" and annotation metallb.io/loadBalancerIPs are both set: use only the annotation"
@@ -323,7 +336,9 @@ mod tests {
             (json!({"herald.dev/address-pool": " "}), "is empty"),
         ];
         for (annotations, expected) in cases {
-            let err = request(&lb(annotations.clone(), json!({})), &Labels::new()).unwrap_err();
+            let err = request(&lb(annotations.clone(), json!({})), &Labels::new())
+                .1
+                .unwrap();
             assert!(err.to_string().contains(expected), "{annotations}: {err}");
         }
     }
@@ -334,7 +349,7 @@ mod tests {
             json!({"herald.dev/allow-shared-ip": "k"}),
             json!({"externalTrafficPolicy": "Local", "selector": {"app": "web"}}),
         );
-        let sharing = request(&service, &Labels::new()).unwrap().sharing.unwrap();
+        let sharing = request(&service, &Labels::new()).0.sharing.unwrap();
         assert_eq!(
             sharing.backend,
             Backend::Local(Labels::from([("app".to_string(), "web".to_string())]))

@@ -78,7 +78,7 @@ async fn a_service_gets_the_lowest_free_address_with_a_condition_and_an_event() 
 }
 
 #[tokio::test]
-async fn a_full_pool_says_so_and_a_freed_address_goes_to_the_waiting_service() {
+async fn a_full_pool_says_so_and_freed_or_added_addresses_go_to_waiting_services() {
     let cluster = cluster("exhausted").await;
     let lan = pool(&cluster, "lan", json!({"addresses": ["192.0.2.30/31"]})).await;
     for name in ["a", "b", "c"] {
@@ -97,7 +97,6 @@ async fn a_full_pool_says_so_and_a_freed_address_goes_to_the_waiting_service() {
             .await
             .contains("PoolExhausted")
     );
-    let _ = lan;
 
     let freed = addresses(&cluster, "a").await;
     services(&cluster)
@@ -105,6 +104,22 @@ async fn a_full_pool_says_so_and_a_freed_address_goes_to_the_waiting_service() {
         .await
         .unwrap();
     assert_eq!(addresses(&cluster, "c").await, freed);
+
+    // Addresses added to the pool serve the next waiting Service.
+    service(&cluster, "d", json!({}), json!({})).await;
+    condition(&cluster, "d", "PoolExhausted").await;
+    let ns = cluster.namespace().to_owned();
+    apply(
+        &cluster,
+        "herald.dev/v1alpha1",
+        "IPAddressPool",
+        &lan,
+        None,
+        json!({"spec": {
+        "addresses": ["192.0.2.30/31", "192.0.2.32"], "serviceAllocation": {"namespaces": [ns]}}}),
+    )
+    .await;
+    assert_eq!(addresses(&cluster, "d").await, [ip("192.0.2.32")]);
 }
 
 #[tokio::test]

@@ -363,7 +363,7 @@ impl Allocator {
                 }
             }
         }
-        let result = match self.claim_current(service) {
+        let result = match self.claim(service) {
             Some(assignment) => Ok(self.extend_preferred(service, assignment)),
             None => self.allocate(service),
         };
@@ -411,8 +411,8 @@ impl Allocator {
     }
 
     /// Claims the addresses in the Service's status when they are still valid for it and free
-    /// (or shareable), so that a restart or a new leader moves nothing.
-    fn claim_current(&mut self, service: &Service) -> Option<Assignment> {
+    /// (or shareable), so that a restart or a new leader moves nothing. Allocates nothing new.
+    pub fn claim(&mut self, service: &Service) -> Option<Assignment> {
         if service.current.is_empty() {
             return None;
         }
