@@ -1,3 +1,4 @@
 pub mod addresses;
 pub mod allocation;
+pub mod election;
 pub mod selector;
