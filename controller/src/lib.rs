@@ -1,6 +1,5 @@
 //! herald-controller: hands out addresses from IPAddressPools to LoadBalancer Services.
 
-pub mod admin;
 pub mod index;
 pub mod leader;
 pub mod metrics;

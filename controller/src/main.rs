@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
-use herald_controller::{admin, leader, metrics::Metrics, runtime};
-use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use clap::Parser;
+use herald_controller::{leader, metrics::Metrics, runtime};
+use herald_runtime::{LogFormat, admin, client, init_logging, shutdown};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -64,12 +63,6 @@ struct Args {
     /// How often pool statuses are updated, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pool_status_interval_ms: u64,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[tokio::main]
@@ -140,44 +133,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path)
-                .with_context(|| format!("--kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("--kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no --kubeconfig, no $KUBECONFIG and not in a cluster")?,
-    };
-    Client::try_from(config).context("building the API client")
-}
-
-async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "herald-controller".into())
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -2,8 +2,8 @@
 
 use herald_core::addresses::PoolAddresses;
 use herald_core::allocation::{Pool, PoolAllocation};
-use herald_core::selector::{LabelSelector, Requirement, SelectorError};
-use herald_crds::IPAddressPool;
+use herald_core::selector::LabelSelector;
+use herald_crds::{IPAddressPool, label_selector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeLabelSelector;
 
 /// Reads a pool; the error lists every problem, each naming its field.
@@ -54,25 +54,6 @@ fn selectors(
                 .ok()
         })
         .collect()
-}
-
-/// Converts a Kubernetes label selector, refusing operators Kubernetes refuses.
-pub fn label_selector(selector: &KubeLabelSelector) -> Result<LabelSelector, SelectorError> {
-    let match_expressions = selector
-        .match_expressions
-        .iter()
-        .flatten()
-        .map(|r| Requirement::parse(&r.key, &r.operator, r.values.as_deref().unwrap_or_default()))
-        .collect::<Result<_, _>>()?;
-    Ok(LabelSelector {
-        match_labels: selector
-            .match_labels
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        match_expressions,
-    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! concurrency. Everything runs inside one future, so that dropping it (the lease was lost)
 //! stops every write at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,12 +14,12 @@ use futures::stream::{BoxStream, FuturesUnordered};
 use herald_core::addresses::IpFamily;
 use herald_core::allocation::ServiceKey;
 use herald_crds::IPAddressPool;
+use herald_runtime::events::Publisher;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event as KubeEvent, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher as watch_all};
 use kube::{Client, ResourceExt};
@@ -187,49 +187,6 @@ impl Writer {
     }
 }
 
-/// Publishes Events a few at a time. Events repeat what the conditions say, so when a burst
-/// (a cold start with thousands of Services) outruns the API server, the oldest queued ones
-/// are dropped rather than held in memory.
-struct Publisher {
-    recorder: Recorder,
-    limit: usize,
-    capacity: usize,
-    queued: VecDeque<(status::Event, ObjectReference)>,
-    running: Pending<()>,
-}
-
-impl Publisher {
-    fn submit(&mut self, event: status::Event, reference: ObjectReference, metrics: &Metrics) {
-        if self.queued.len() >= self.capacity {
-            self.queued.pop_front();
-            metrics.events_dropped.inc();
-        }
-        self.queued.push_back((event, reference));
-        self.start();
-    }
-
-    fn start(&mut self) {
-        while self.running.len() < self.limit {
-            let Some((event, reference)) = self.queued.pop_front() else {
-                break;
-            };
-            let recorder = self.recorder.clone();
-            self.running.push(Box::pin(async move {
-                let published = KubeEvent {
-                    type_: event.type_(),
-                    reason: event.reason.into(),
-                    note: Some(event.note.clone()),
-                    action: "Allocate".into(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&published, &reference).await {
-                    warn!(error = %e, reason = event.reason, "publishing an event failed");
-                }
-            }));
-        }
-    }
-}
-
 async fn apply(client: &Client, target: &Target, write: &Write) -> Result<(), kube::Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match (target, write) {
@@ -272,19 +229,7 @@ pub async fn run(
         vec![services.boxed(), pools.boxed(), namespaces.boxed()];
     let mut changes = futures::stream::select_all(streams);
 
-    let mut publisher = Publisher {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some(settings.instance.clone()),
-            },
-        ),
-        limit: 4,
-        capacity: 1000,
-        queued: VecDeque::new(),
-        running: FuturesUnordered::new(),
-    };
+    let mut publisher = Publisher::new(client.clone(), FIELD_MANAGER, &settings.instance);
     let mut writer = Writer {
         client: client.clone(),
         limit: settings.write_concurrency.max(1),
@@ -320,7 +265,7 @@ pub async fn run(
                 }
             }
             Some(done) = writer.running.next() => writer.finished(done, &metrics),
-            Some(()) = publisher.running.next() => publisher.start(),
+            Some(()) = publisher.next() => {}
             _ = pool_tick.tick(), if started => {
                 write_pool_statuses(&index, &mut pool_status_written, &mut writer, &metrics);
             }
@@ -462,7 +407,9 @@ fn decide_all(
                 uid: Some(uid.clone()),
                 ..ObjectReference::default()
             };
-            publisher.submit(event, reference, metrics);
+            if publisher.submit(event.to_kube(), reference) {
+                metrics.events_dropped.inc();
+            }
         }
     }
 }

@@ -189,11 +189,17 @@ impl Event {
         }
     }
 
-    pub fn type_(&self) -> EventType {
-        if self.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
+    pub fn to_kube(&self) -> kube::runtime::events::Event {
+        kube::runtime::events::Event {
+            type_: if self.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: self.reason.into(),
+            note: Some(self.note.clone()),
+            action: "Allocate".into(),
+            secondary: None,
         }
     }
 }

@@ -1,4 +1,5 @@
 pub mod addresses;
 pub mod allocation;
 pub mod election;
+pub mod fencing;
 pub mod selector;

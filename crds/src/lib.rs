@@ -3,12 +3,14 @@
 mod cel;
 pub mod l2advertisement;
 pub mod pool;
+mod selector;
 
 use kube::CustomResourceExt;
 use kube::core::crd::merge_crds;
 
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
+pub use selector::label_selector;
 
 pub const GROUP: &str = "herald.dev";
 

@@ -17,7 +17,8 @@ struct AdminState {
     ready: watch::Receiver<bool>,
 }
 
-/// Serves until the process ends. `ready` is what `/readyz` reports.
+/// Serves until the process ends. `ready` is what `/readyz` reports. Metrics and health may
+/// share one address.
 pub async fn serve(
     metrics: SocketAddr,
     health: SocketAddr,
@@ -32,12 +33,17 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let metrics_listener = tokio::net::TcpListener::bind(metrics).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("--metrics-bind-address {metrics}: {e}"))
-    })?;
-    let health_listener = tokio::net::TcpListener::bind(health).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("--health-bind-address {health}: {e}"))
-    })?;
+    let bind = |address: SocketAddr, flag: &'static str| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {address}: {e}")))
+    };
+    if metrics == health {
+        let listener = bind(metrics, "--metrics-bind-address").await?;
+        return axum::serve(listener, metrics_app.merge(health_app)).await;
+    }
+    let metrics_listener = bind(metrics, "--metrics-bind-address").await?;
+    let health_listener = bind(health, "--health-bind-address").await?;
     tokio::try_join!(
         axum::serve(metrics_listener, metrics_app),
         axum::serve(health_listener, health_app)

@@ -1,0 +1,9 @@
+//! herald-speaker: elects the node that answers for each address and answers ARP and NDP.
+
+pub mod heartbeat;
+pub mod link;
+pub mod membership;
+pub mod metrics;
+pub mod packet;
+pub mod runtime;
+pub mod world;

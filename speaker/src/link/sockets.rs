@@ -1,0 +1,213 @@
+//! The raw sockets the speaker answers on: an AF_PACKET socket for ARP and a raw ICMPv6 socket
+//! for NDP, one of each per interface. Both are filtered in the kernel, non-promiscuous,
+//! non-blocking inside tokio's `AsyncFd` (no busy loop) and closed when dropped.
+//!
+//! The one module with `unsafe`: socket2 has no safe way to bind an AF_PACKET socket to an
+//! interface (a `sockaddr_ll`) or to set ICMP6_FILTER; each block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockFilter, Socket, Type};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+const ETH_P_ARP: u16 = 0x0806;
+const ICMPV6_NEIGHBOR_SOLICITATION: u8 = 135;
+const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
+/// Large enough for any Ethernet frame or ICMPv6 message we care about.
+const BUFFER: usize = 1600;
+
+/// ARP frames (whole Ethernet frames) on one interface.
+pub struct ArpSocket {
+    fd: AsyncFd<Socket>,
+}
+
+impl ArpSocket {
+    pub fn open(ifindex: u32) -> io::Result<ArpSocket> {
+        let socket = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))),
+        )?;
+        // Classic BPF: keep ARP over Ethernet/IPv4 (htype 1, ptype 0x0800), drop the rest in
+        // the kernel. Offsets are into the Ethernet frame.
+        let filter = [
+            SockFilter::new(0x28, 0, 0, 12),          // ldh [12]: EtherType
+            SockFilter::new(0x15, 0, 5, 0x0806),      // jeq ARP, else drop
+            SockFilter::new(0x28, 0, 0, 14),          // ldh [14]: hardware type
+            SockFilter::new(0x15, 0, 3, 1),           // jeq Ethernet, else drop
+            SockFilter::new(0x28, 0, 0, 16),          // ldh [16]: protocol type
+            SockFilter::new(0x15, 0, 1, 0x0800),      // jeq IPv4, else drop
+            SockFilter::new(0x06, 0, 0, 0x0004_0000), // ret: accept
+            SockFilter::new(0x06, 0, 0, 0),           // ret: drop
+        ];
+        socket.attach_filter(&filter)?;
+        // Not our own transmissions (Linux 4.20+); older kernels just deliver them too.
+        let _ = set_int_option(&socket, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1);
+        socket.bind(&packet_address(ifindex, ETH_P_ARP))?;
+        socket.set_nonblocking(true)?;
+        Ok(ArpSocket {
+            fd: register(socket)?,
+        })
+    }
+
+    /// The next ARP frame that arrives.
+    pub async fn recv(&self) -> io::Result<Vec<u8>> {
+        let mut buf = [MaybeUninit::<u8>::uninit(); BUFFER];
+        let n = self
+            .fd
+            .async_io(Interest::READABLE, |s| s.recv(&mut buf))
+            .await?;
+        Ok(initialized(&buf[..n]))
+    }
+
+    /// Sends a whole Ethernet frame out of the interface.
+    pub async fn send(&self, frame: &[u8]) -> io::Result<()> {
+        self.fd
+            .async_io(Interest::WRITABLE, |s| s.send(frame))
+            .await
+            .map(drop)
+    }
+}
+
+/// Neighbor Solicitations and Advertisements on one interface, and the solicited-node
+/// multicast groups of the addresses answered for.
+pub struct NdpSocket {
+    fd: AsyncFd<Socket>,
+    ifindex: u32,
+}
+
+impl NdpSocket {
+    pub fn open(interface: &str, ifindex: u32) -> io::Result<NdpSocket> {
+        let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+        socket.bind_device(Some(interface.as_bytes()))?;
+        set_icmp6_filter(
+            &socket,
+            &[ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_NEIGHBOR_ADVERTISEMENT],
+        )?;
+        // RFC 4861: NDP messages are sent with hop limit 255, so receivers know they are local.
+        socket.set_unicast_hops_v6(255)?;
+        socket.set_multicast_hops_v6(255)?;
+        socket.set_multicast_loop_v6(false)?;
+        socket.set_nonblocking(true)?;
+        Ok(NdpSocket {
+            fd: register(socket)?,
+            ifindex,
+        })
+    }
+
+    /// Joins a multicast group (an address's solicited-node group), so the NIC passes its
+    /// solicitations up. The kernel counts joins per socket, so callers join each group once.
+    pub fn join(&self, group: Ipv6Addr) -> io::Result<()> {
+        self.fd.get_ref().join_multicast_v6(&group, self.ifindex)
+    }
+
+    pub fn leave(&self, group: Ipv6Addr) -> io::Result<()> {
+        self.fd.get_ref().leave_multicast_v6(&group, self.ifindex)
+    }
+
+    /// The next ICMPv6 message (the kernel strips the IPv6 header) and its source address.
+    pub async fn recv(&self) -> io::Result<(Vec<u8>, Ipv6Addr)> {
+        let mut buf = [MaybeUninit::<u8>::uninit(); BUFFER];
+        let (n, from) = self
+            .fd
+            .async_io(Interest::READABLE, |s| s.recv_from(&mut buf))
+            .await?;
+        let source = from
+            .as_socket_ipv6()
+            .map(|a| *a.ip())
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        Ok((initialized(&buf[..n]), source))
+    }
+
+    /// Sends an ICMPv6 message; the kernel fills in the IPv6 header and the checksum.
+    pub async fn send(&self, message: &[u8], to: Ipv6Addr) -> io::Result<()> {
+        let scope = if is_link_local_scope(&to) {
+            self.ifindex
+        } else {
+            0
+        };
+        let address = SockAddr::from(SocketAddrV6::new(to, 0, 0, scope));
+        self.fd
+            .async_io(Interest::WRITABLE, |s| s.send_to(message, &address))
+            .await
+            .map(drop)
+    }
+}
+
+fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: the AsyncFd owns the socket, so its descriptor stays open for as long as it is
+    // registered and is deregistered before it is closed.
+    unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
+}
+
+fn is_link_local_scope(ip: &Ipv6Addr) -> bool {
+    ip.is_multicast() || ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+fn initialized(buf: &[MaybeUninit<u8>]) -> Vec<u8> {
+    // SAFETY: recv wrote these bytes; the caller passes only the part it reported written.
+    buf.iter().map(|b| unsafe { b.assume_init() }).collect()
+}
+
+/// A `sockaddr_ll` for binding a packet socket to one interface and EtherType.
+fn packet_address(ifindex: u32, protocol: u16) -> SockAddr {
+    let mut storage = SockAddrStorage::zeroed();
+    let len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: SockAddrStorage is large enough and suitably aligned for any socket address,
+    // sockaddr_ll included; every field written is a plain integer.
+    unsafe {
+        let address = storage.view_as::<libc::sockaddr_ll>();
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = protocol.to_be();
+        address.sll_ifindex = ifindex as i32;
+    }
+    // SAFETY: the storage holds an initialised sockaddr_ll of `len` bytes.
+    unsafe { SockAddr::new(storage, len) }
+}
+
+/// ICMP6_FILTER: pass only the given ICMPv6 types to this socket (RFC 3542's filter is a
+/// bitmap of 256 types, a set bit meaning "block").
+fn set_icmp6_filter(socket: &Socket, pass: &[u8]) -> io::Result<()> {
+    let mut blocked = [u32::MAX; 8];
+    for t in pass {
+        blocked[usize::from(*t >> 5)] &= !(1 << (t & 31));
+    }
+    // SAFETY: the option value is the 32-byte bitmap the kernel expects, valid for the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            1, // ICMP6_FILTER
+            blocked.as_ptr().cast(),
+            size_of::<[u32; 8]>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set_int_option(socket: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: the option value is an int that lives for the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,119 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use herald_runtime::{LogFormat, admin, client, init_logging, shutdown};
+use herald_speaker::link::responder;
+use herald_speaker::membership;
+use herald_speaker::metrics::Metrics;
+use herald_speaker::runtime::{self, Settings};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+/// Answers ARP and NDP for the LoadBalancer addresses this node wins.
+#[derive(Parser, Debug)]
+#[command(name = "herald-speaker", version)]
+struct Args {
+    /// The node this speaker runs on.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+
+    /// Kubeconfig to use; else $KUBECONFIG, else the in-cluster config.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+
+    /// Namespace of the speakers' heartbeat Leases.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "herald-system")]
+    namespace: String,
+
+    #[arg(long, default_value = "0.0.0.0:9403")]
+    metrics_bind_address: SocketAddr,
+
+    #[arg(long, default_value = "0.0.0.0:9404")]
+    health_bind_address: SocketAddr,
+
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Where the speakers gossip (UDP); peers use this port on each Node's InternalIP.
+    #[arg(long, default_value = "0.0.0.0:7946")]
+    gossip_bind_address: SocketAddr,
+
+    /// Gossip: how often each speaker probes a peer.
+    #[arg(long, default_value_t = 200)]
+    probe_period_ms: u64,
+
+    /// Gossip: how long to wait for a direct answer before asking others to probe.
+    #[arg(long, default_value_t = 50)]
+    probe_rtt_ms: u64,
+
+    /// Gossip: how long a suspected speaker has to refute before it is declared down.
+    #[arg(long, default_value_t = 250)]
+    suspect_to_down_ms: u64,
+
+    /// Gratuitous ARP / unsolicited NA sent on taking an address over.
+    #[arg(long, default_value_t = 3)]
+    burst: u32,
+
+    #[arg(long, default_value_t = 100)]
+    burst_interval_ms: u64,
+
+    /// How often owned addresses are announced again, for switches' tables.
+    #[arg(long, default_value_t = 30)]
+    refresh_seconds: u64,
+
+    /// How long to listen for another host using an address before first announcing it.
+    #[arg(long, default_value_t = 300)]
+    probe_wait_ms: u64,
+
+    /// How often this node's heartbeat Lease is renewed, and how long it stays valid.
+    #[arg(long, default_value_t = 2)]
+    heartbeat_interval_seconds: u64,
+
+    #[arg(long, default_value_t = 10)]
+    heartbeat_duration_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let admin = admin::serve(
+        args.metrics_bind_address,
+        args.health_bind_address,
+        Arc::new(registry),
+        ready_rx,
+    );
+    let ms = Duration::from_millis;
+    let settings = Settings {
+        node: args.node_name.clone(),
+        namespace: args.namespace.clone(),
+        gossip_bind: args.gossip_bind_address,
+        gossip: membership::Timings {
+            probe_period: ms(args.probe_period_ms),
+            probe_rtt: ms(args.probe_rtt_ms),
+            suspect_to_down: ms(args.suspect_to_down_ms),
+            ..membership::Timings::default()
+        },
+        responder: responder::Timings {
+            burst: args.burst,
+            burst_interval: ms(args.burst_interval_ms),
+            refresh: Duration::from_secs(args.refresh_seconds),
+            probe_wait: ms(args.probe_wait_ms),
+        },
+        heartbeat_interval: Duration::from_secs(args.heartbeat_interval_seconds),
+        heartbeat_duration: Duration::from_secs(args.heartbeat_duration_seconds),
+        conflict_retry: Duration::from_secs(60),
+    };
+    tokio::select! {
+        result = runtime::run(client, settings, metrics, ready_tx, shutdown()) => result.context("herald-speaker"),
+        result = admin => result.context("serving metrics and health"),
+    }
+}

@@ -1,0 +1,624 @@
+//! Which speakers are alive, learnt from the speakers themselves.
+//!
+//! SWIM gossip over UDP with the `foca` crate. foca is sans-IO: this module
+//! owns the socket, the timers and the loop that feeds both to foca, and
+//! publishes the node names of the live speakers.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeSet, BinaryHeap},
+    net::SocketAddr,
+    num::{NonZeroU8, NonZeroUsize},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    net::UdpSocket,
+    sync::{oneshot, watch},
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
+};
+use tracing::{debug, info, warn};
+
+/// Largest datagram sent or accepted: below any LAN MTU, so never fragmented.
+const MAX_PACKET_SIZE: usize = 1400;
+
+/// Where this speaker gossips and how fast.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This speaker's Kubernetes node name.
+    pub node: String,
+    /// UDP address to listen on, e.g. `0.0.0.0:7946`.
+    pub bind: SocketAddr,
+    /// Address the peers reach this speaker on. Port 0 stands for the port
+    /// `bind` got (ephemeral ports, in tests).
+    pub advertise: SocketAddr,
+    pub timings: Timings,
+}
+
+/// SWIM timings. A dead speaker is probed within about one `probe_period`
+/// (each live speaker probes one peer per period, round robin), suspected at
+/// the end of that period, and declared down `suspect_to_down` later;
+/// `gossip_period` then spreads the verdict.
+#[derive(Clone, Debug)]
+pub struct Timings {
+    /// How often each speaker probes one peer. A peer that answers neither
+    /// directly nor through others before the period ends is suspected.
+    pub probe_period: Duration,
+    /// How long to wait for a direct answer before asking `indirect_probes`
+    /// other peers to probe as well. Only costs packets: a late direct
+    /// answer still counts until the period ends.
+    pub probe_rtt: Duration,
+    /// How many peers probe on our behalf when the direct probe is late.
+    pub indirect_probes: usize,
+    /// How long a suspected speaker has to refute before it is declared down.
+    pub suspect_to_down: Duration,
+    /// How often pending updates go to `gossip_fanout` random peers, on top
+    /// of those piggybacked on probes. Also how fast a suspected speaker
+    /// hears it is suspected, so it can refute in time.
+    pub gossip_period: Duration,
+    pub gossip_fanout: usize,
+    /// How many times each update is sent on (1 to 255).
+    pub max_transmissions: usize,
+    /// How often to announce ourselves to the seeds that are not live
+    /// members: speakers that started after us, or the other side of a
+    /// healed partition.
+    pub announce_period: Duration,
+}
+
+impl Default for Timings {
+    /// Fast LAN timings: a crash is detected in about half a second, while a
+    /// speaker must stay silent for `probe_period + suspect_to_down` (450 ms)
+    /// before it is declared down.
+    fn default() -> Self {
+        Self {
+            probe_period: Duration::from_millis(200),
+            probe_rtt: Duration::from_millis(50),
+            indirect_probes: 3,
+            suspect_to_down: Duration::from_millis(250),
+            gossip_period: Duration::from_millis(50),
+            gossip_fanout: 3,
+            max_transmissions: 6,
+            announce_period: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Timings {
+    fn to_foca(&self) -> Result<foca::Config, Error> {
+        let non_zero = |n, what| NonZeroUsize::new(n).ok_or(Error::Timings(what));
+        if self.probe_rtt.is_zero() || self.probe_rtt >= self.probe_period {
+            return Err(Error::Timings(
+                "probe_rtt must be above zero and below probe_period",
+            ));
+        }
+        if self.suspect_to_down.is_zero()
+            || self.gossip_period.is_zero()
+            || self.announce_period.is_zero()
+        {
+            return Err(Error::Timings(
+                "suspect_to_down, gossip_period and announce_period must be above zero",
+            ));
+        }
+        let max_transmissions = u8::try_from(self.max_transmissions)
+            .ok()
+            .and_then(NonZeroU8::new)
+            .ok_or(Error::Timings("max_transmissions must be 1 to 255"))?;
+        Ok(foca::Config {
+            probe_period: self.probe_period,
+            probe_rtt: self.probe_rtt,
+            num_indirect_probes: non_zero(
+                self.indirect_probes,
+                "indirect_probes must be above zero",
+            )?,
+            max_transmissions,
+            suspect_to_down_after: self.suspect_to_down,
+            max_packet_size: NonZeroUsize::new(MAX_PACKET_SIZE).expect("not zero"),
+            // A speaker wrongly declared down learns it from the next peer it
+            // talks to, and rejoins under a renewed identity.
+            notify_down_members: true,
+            periodic_gossip: Some(foca::PeriodicParams {
+                frequency: self.gossip_period,
+                num_members: non_zero(self.gossip_fanout, "gossip_fanout must be above zero")?,
+            }),
+            // The seeds (every node's speaker) are re-announced to by this
+            // module, which finds new and returning peers without these.
+            periodic_announce: None,
+            periodic_announce_to_down_members: None,
+            ..foca::Config::simple()
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot bind the gossip socket to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid gossip timings: {0}")]
+    Timings(&'static str),
+}
+
+/// A running member of the speakers' gossip. Dropping it stops the protocol
+/// without a goodbye, as a crash would; [`Membership::leave`] says goodbye.
+pub struct Membership {
+    advertise: SocketAddr,
+    alive: watch::Receiver<BTreeSet<String>>,
+    leave: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Membership {
+    /// Binds the socket and starts the protocol task. `seeds` are the gossip
+    /// addresses of the speakers (ours may be among them); new ones are
+    /// announced to as they appear.
+    pub async fn start(
+        config: Config,
+        seeds: watch::Receiver<Vec<SocketAddr>>,
+    ) -> Result<Membership, Error> {
+        let foca_config = config.timings.to_foca()?;
+        let bind_error = |source| Error::Bind {
+            addr: config.bind,
+            source,
+        };
+        let socket = UdpSocket::bind(config.bind).await.map_err(bind_error)?;
+        let mut advertise = config.advertise;
+        if advertise.port() == 0 {
+            advertise.set_port(socket.local_addr().map_err(bind_error)?.port());
+        }
+
+        let identity = Identity {
+            node: config.node.clone(),
+            addr: advertise,
+            generation: start_generation(),
+        };
+        let (alive_tx, alive) = watch::channel(BTreeSet::from([config.node]));
+        let (leave, left) = oneshot::channel();
+        let agent = Agent {
+            foca: Foca::new(identity, foca_config, rand::make_rng(), PostcardCodec),
+            runtime: AccumulatingRuntime::new(),
+            socket,
+            timers: BinaryHeap::new(),
+            alive: alive_tx,
+        };
+        let task = tokio::spawn(agent.run(seeds, left, config.timings.announce_period));
+        Ok(Membership {
+            advertise,
+            alive,
+            leave: Some(leave),
+            task,
+        })
+    }
+
+    /// The address peers reach this speaker on.
+    pub fn advertise(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// Node names of the speakers alive right now, this one included; changes
+    /// as soon as the protocol decides.
+    pub fn alive(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.alive.clone()
+    }
+
+    /// Leaves gracefully: peers learn it at once, so they take over this
+    /// node's addresses without waiting for failure detection. Then stops.
+    pub async fn leave(mut self) {
+        if let Some(leave) = self.leave.take() {
+            // An error means the task already stopped: nobody to tell.
+            let _ = leave.send(());
+        }
+        if let Err(error) = (&mut self.task).await {
+            warn!(%error, "gossip task failed");
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How a speaker is known to its peers. foca keeps one identity per address;
+/// the generation grows with every restart and renewal so that the newest
+/// incarnation at an address wins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Identity {
+    node: String,
+    addr: SocketAddr,
+    generation: u64,
+}
+
+impl foca::Identity for Identity {
+    type Addr = SocketAddr;
+
+    /// Called when the peers declared us down: come back as a newer
+    /// generation instead of staying out.
+    fn renew(&self) -> Option<Self> {
+        Some(Self {
+            generation: self.generation + 1,
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.generation > adversary.generation
+    }
+}
+
+/// Microseconds since the epoch: a restarted speaker beats its previous
+/// run, which renewed once per false death at most.
+fn start_generation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
+
+/// The protocol task's state: foca and what it asked for.
+struct Agent {
+    foca: Foca<Identity, PostcardCodec, StdRng, NoCustomBroadcast>,
+    runtime: AccumulatingRuntime<Identity>,
+    socket: UdpSocket,
+    timers: BinaryHeap<Reverse<(Instant, Timer<Identity>)>>,
+    alive: watch::Sender<BTreeSet<String>>,
+}
+
+impl Agent {
+    async fn run(
+        mut self,
+        mut seeds: watch::Receiver<Vec<SocketAddr>>,
+        mut leave: oneshot::Receiver<()>,
+        announce_period: Duration,
+    ) {
+        let mut packet = vec![0; MAX_PACKET_SIZE];
+        let mut announce = tokio::time::interval(announce_period);
+        announce.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut seeds_open = true;
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            tokio::select! {
+                // Received packets first: after this process stalled, the
+                // answers queued meanwhile must reach foca before the overdue
+                // probe timers do, or we would suspect peers that answered.
+                biased;
+                received = self.socket.recv_from(&mut packet) => match received {
+                    Ok((len, from)) => {
+                        if let Err(error) = self.foca.handle_data(&packet[..len], &mut self.runtime) {
+                            debug!(%from, %error, "gossip packet rejected");
+                        }
+                    }
+                    Err(error) => debug!(%error, "gossip receive failed"),
+                },
+                _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                    self.fire_due_timers();
+                }
+                changed = seeds.changed(), if seeds_open => match changed {
+                    Ok(()) => self.announce(&seeds.borrow_and_update()),
+                    // The list is final: keep announcing to it.
+                    Err(_) => seeds_open = false,
+                },
+                _ = announce.tick() => self.announce(&seeds.borrow()),
+                left = &mut leave => {
+                    // Err: the Membership was dropped, which is a crash, not a goodbye.
+                    if left.is_ok() {
+                        if let Err(error) = self.foca.leave_cluster(&mut self.runtime) {
+                            warn!(%error, "cannot leave the gossip cluster");
+                        }
+                        self.flush().await;
+                    }
+                    return;
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = Instant::now();
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            let Some(Reverse((_, timer))) = self.timers.pop() else {
+                break;
+            };
+            if let Err(error) = self.foca.handle_timer(timer, &mut self.runtime) {
+                debug!(%error, "gossip timer failed");
+            }
+        }
+    }
+
+    /// Announces ourselves to the seeds that are not live members yet.
+    fn announce(&mut self, seeds: &[SocketAddr]) {
+        let me = self.foca.identity().addr;
+        let members: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        for &seed in seeds {
+            if seed == me || members.contains(&seed) {
+                continue;
+            }
+            // foca accepts an announce sent to any identity at its address,
+            // so the name and generation here don't matter.
+            let to = Identity {
+                node: String::new(),
+                addr: seed,
+                generation: 0,
+            };
+            if let Err(error) = self.foca.announce(to, &mut self.runtime) {
+                debug!(%seed, %error, "cannot announce to seed");
+            }
+        }
+    }
+
+    /// Carries out what foca asked for: packets, timers, notifications.
+    async fn flush(&mut self) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            if let Err(error) = self.socket.send_to(&data, to.addr).await {
+                debug!(to = %to.addr, %error, "gossip send failed");
+            }
+        }
+        let now = Instant::now();
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.timers.push(Reverse((now + after, timer)));
+        }
+        let mut members_changed = false;
+        while let Some(notification) = self.runtime.to_notify() {
+            match notification {
+                OwnedNotification::MemberUp(id) => {
+                    info!(node = id.node, addr = %id.addr, "speaker up");
+                    members_changed = true;
+                }
+                OwnedNotification::MemberDown(id) => {
+                    info!(node = id.node, addr = %id.addr, "speaker down");
+                    members_changed = true;
+                }
+                // A newer generation took over an address: a restart.
+                OwnedNotification::Rename(_, id) => {
+                    info!(node = id.node, addr = %id.addr, "speaker restarted");
+                    members_changed = true;
+                }
+                OwnedNotification::Rejoin(id) => {
+                    warn!(
+                        generation = id.generation,
+                        "peers declared this speaker down; rejoining"
+                    );
+                }
+                OwnedNotification::Idle => info!("no other speaker is alive"),
+                other => debug!(?other, "gossip notification"),
+            }
+        }
+        if members_changed {
+            let alive: BTreeSet<String> = std::iter::once(&self.foca.identity().node)
+                .chain(self.foca.iter_members().map(|m| &m.id().node))
+                .cloned()
+                .collect();
+            self.alive.send_if_modified(|current| {
+                let changed = *current != alive;
+                *current = alive;
+                changed
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOOPBACK: &str = "127.0.0.1:0";
+
+    fn config(node: &str) -> Config {
+        Config {
+            node: node.to_owned(),
+            bind: LOOPBACK.parse().unwrap(),
+            advertise: LOOPBACK.parse().unwrap(),
+            timings: Timings::default(),
+        }
+    }
+
+    async fn start(node: &str, seeds: &watch::Sender<Vec<SocketAddr>>) -> Membership {
+        Membership::start(config(node), seeds.subscribe())
+            .await
+            .expect("membership starts")
+    }
+
+    /// Starts speakers seeded with each other's addresses, once all are bound.
+    async fn cluster(nodes: &[&str]) -> (watch::Sender<Vec<SocketAddr>>, Vec<Membership>) {
+        let seeds = watch::Sender::new(Vec::new());
+        let mut members = Vec::new();
+        for node in nodes {
+            members.push(start(node, &seeds).await);
+        }
+        seeds.send_replace(members.iter().map(Membership::advertise).collect());
+        for member in &members {
+            wait_for(member, nodes, Instant::now(), Duration::from_secs(5)).await;
+        }
+        (seeds, members)
+    }
+
+    /// Waits until `member` sees exactly `nodes` alive; returns how long after `since`.
+    async fn wait_for(
+        member: &Membership,
+        nodes: &[&str],
+        since: Instant,
+        within: Duration,
+    ) -> Duration {
+        let want: BTreeSet<String> = nodes.iter().map(|&n| n.to_owned()).collect();
+        let mut alive = member.alive();
+        let seen = tokio::time::timeout(within, alive.wait_for(|a| *a == want))
+            .await
+            .map(|seen| seen.is_ok());
+        assert!(
+            matches!(seen, Ok(true)),
+            "{} did not see {want:?} within {within:?}, sees {:?}",
+            member.advertise(),
+            *alive.borrow()
+        );
+        since.elapsed()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_three_speakers_see_each_other_and_stay() {
+        let (_seeds, members) = cluster(&["a", "b", "c"]).await;
+        let mut views: Vec<_> = members.iter().map(Membership::alive).collect();
+        for view in &mut views {
+            view.mark_unchanged();
+        }
+        // No false positive while all three are healthy (and the host busy).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for view in &views {
+            assert!(
+                !view.has_changed().unwrap(),
+                "flapped: {:?}",
+                *view.borrow()
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_crash_is_detected() {
+        let (_seeds, mut members) = cluster(&["a", "b", "c"]).await;
+        let crashed = Instant::now();
+        drop(members.pop());
+        let (a, b) = tokio::join!(
+            wait_for(&members[0], &["a", "b"], crashed, Duration::from_secs(3)),
+            wait_for(&members[1], &["a", "b"], crashed, Duration::from_secs(3)),
+        );
+        println!("crash detected: a {a:?}, b {b:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_leave_is_seen_at_once() {
+        let (_seeds, mut members) = cluster(&["a", "b", "c"]).await;
+        let left = Instant::now();
+        members.pop().unwrap().leave().await;
+        let (a, b) = tokio::join!(
+            wait_for(&members[0], &["a", "b"], left, Duration::from_secs(1)),
+            wait_for(&members[1], &["a", "b"], left, Duration::from_secs(1)),
+        );
+        println!("leave seen: a {a:?}, b {b:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_crashed_speaker_restarts_on_a_new_port() {
+        let (seeds, mut members) = cluster(&["a", "b", "c"]).await;
+        drop(members.pop());
+        for member in &members {
+            wait_for(member, &["a", "b"], Instant::now(), Duration::from_secs(3)).await;
+        }
+        let restarted = start("c", &seeds).await;
+        seeds.send_modify(|seeds| seeds.push(restarted.advertise()));
+        members.push(restarted);
+        for member in &members {
+            wait_for(
+                member,
+                &["a", "b", "c"],
+                Instant::now(),
+                Duration::from_secs(5),
+            )
+            .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_late_joiner_found_through_updated_seeds() {
+        let (seeds, mut members) = cluster(&["a", "b"]).await;
+        // The newcomer knows no seed: the others must find it.
+        let (_none, no_seeds) = watch::channel(Vec::new());
+        let late = Membership::start(config("d"), no_seeds).await.unwrap();
+        seeds.send_modify(|seeds| seeds.push(late.advertise()));
+        members.push(late);
+        for member in &members {
+            wait_for(
+                member,
+                &["a", "b", "d"],
+                Instant::now(),
+                Duration::from_secs(5),
+            )
+            .await;
+        }
+    }
+
+    /// A speaker frozen long enough to be declared down (a paused VM, a
+    /// starved process) renews its identity and comes back by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_speaker_declared_down_rejoins() {
+        let (seeds, members) = cluster(&["a", "b"]).await;
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let (freeze_tx, freeze_rx) = oneshot::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let c_seeds = seeds.subscribe();
+        // c runs on its own runtime thread so that it can be frozen alone.
+        let c_thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let c = Membership::start(config("c"), c_seeds).await.unwrap();
+                addr_tx.send(c.advertise()).unwrap();
+                freeze_rx.await.unwrap();
+                std::thread::sleep(Duration::from_secs(2));
+                done_rx.await.unwrap();
+            });
+        });
+        let c = addr_rx.await.unwrap();
+        seeds.send_modify(|seeds| seeds.push(c));
+        for member in &members {
+            wait_for(
+                member,
+                &["a", "b", "c"],
+                Instant::now(),
+                Duration::from_secs(5),
+            )
+            .await;
+        }
+        freeze_tx.send(()).unwrap();
+        for member in &members {
+            wait_for(member, &["a", "b"], Instant::now(), Duration::from_secs(3)).await;
+        }
+        for member in &members {
+            wait_for(
+                member,
+                &["a", "b", "c"],
+                Instant::now(),
+                Duration::from_secs(5),
+            )
+            .await;
+        }
+        done_tx.send(()).unwrap();
+        c_thread.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn membership_bind_error_names_the_address() {
+        let (_seeds, members) = cluster(&["a"]).await;
+        let taken = members[0].advertise();
+        let config = Config {
+            bind: taken,
+            ..config("b")
+        };
+        let (_none, no_seeds) = watch::channel(Vec::new());
+        let error = Membership::start(config, no_seeds).await.err().unwrap();
+        assert!(error.to_string().contains(&taken.to_string()), "{error}");
+    }
+
+    #[test]
+    fn membership_rejects_probe_rtt_beyond_probe_period() {
+        let timings = Timings {
+            probe_rtt: Duration::from_millis(300),
+            ..Timings::default()
+        };
+        assert!(matches!(timings.to_foca(), Err(Error::Timings(_))));
+    }
+}

@@ -1,0 +1,87 @@
+//! Prometheus metrics (`herald_speaker_*`), served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Protocol {
+    pub protocol: String,
+}
+
+/// Cloning shares the values: the responders count into the same metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub announced: Gauge,
+    pub requests: Family<Protocol, Counter>,
+    pub replies: Family<Protocol, Counter>,
+    pub gratuitous: Family<Protocol, Counter>,
+    pub elections: Counter,
+    pub peers_alive: Gauge,
+    pub conflicts: Counter,
+    pub fenced: Gauge,
+    pub status_writes: Counter,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Metrics::default();
+        let r = registry.sub_registry_with_prefix("herald_speaker");
+        r.register(
+            "addresses_announced",
+            "Addresses this node answers for",
+            metrics.announced.clone(),
+        );
+        r.register(
+            "requests",
+            "ARP requests and Neighbor Solicitations answered, by protocol",
+            metrics.requests.clone(),
+        );
+        r.register(
+            "replies",
+            "ARP replies and Neighbor Advertisements sent, by protocol",
+            metrics.replies.clone(),
+        );
+        r.register(
+            "gratuitous",
+            "Gratuitous ARP and unsolicited Neighbor Advertisements sent, by protocol",
+            metrics.gratuitous.clone(),
+        );
+        r.register(
+            "elections",
+            "Times the election was computed",
+            metrics.elections.clone(),
+        );
+        r.register(
+            "peers_alive",
+            "Speakers alive as gossip shows them, this one included",
+            metrics.peers_alive.clone(),
+        );
+        r.register(
+            "conflicts",
+            "Addresses not announced because another host on the LAN uses them",
+            metrics.conflicts.clone(),
+        );
+        r.register(
+            "fenced",
+            "1 while this speaker stays silent to fence itself (link down, cut off)",
+            metrics.fenced.clone(),
+        );
+        r.register(
+            "status_writes",
+            "Writes of the herald.dev/Announced condition",
+            metrics.status_writes.clone(),
+        );
+        metrics
+    }
+
+    pub fn count(family: &Family<Protocol, Counter>, protocol: &str) {
+        family
+            .get_or_create(&Protocol {
+                protocol: protocol.into(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,608 @@
+//! The speaker's runtime: watches feed the [`World`], gossip says who is alive, heartbeat
+//! Leases back the self-fencing, and on every change the speaker elects, tells its
+//! per-interface responders what to answer for, and reports on the Services it is
+//! responsible for. Writes happen on transitions only: none per Service in steady state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures::stream::{BoxStream, FuturesUnordered};
+use futures::{Future, StreamExt};
+use herald_core::allocation::ServiceKey;
+use herald_core::election::{Outcome, elect};
+use herald_core::fencing::{self, ApiView, Verdict};
+use herald_crds::{IPAddressPool, L2Advertisement};
+use herald_runtime::events::Publisher;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::watcher::{self, Event, watcher as watch_all};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::heartbeat;
+use crate::link::interfaces::{self, Interface};
+use crate::link::responder::{self, Report, Wanted};
+use crate::membership::{self, Membership};
+use crate::metrics::Metrics;
+use crate::world::{ANNOUNCED, World};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node: String,
+    /// Namespace of the heartbeat Leases (the speaker's own).
+    pub namespace: String,
+    pub gossip_bind: SocketAddr,
+    pub gossip: membership::Timings,
+    pub responder: responder::Timings,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_duration: Duration,
+    /// How long an address another host answered for stays unannounced before a new probe.
+    pub conflict_retry: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "Node {node:?} not found: --node-name (or $NODE_NAME) must name the node this speaker runs on"
+    )]
+    NoNode { node: String },
+    #[error("Node {node:?} has no InternalIP address to gossip on")]
+    NoAddress { node: String },
+    #[error("reading Node {node:?}: {source}")]
+    Api { node: String, source: kube::Error },
+    #[error(transparent)]
+    Membership(#[from] membership::Error),
+    #[error("the {0} watch ended")]
+    WatchEnded(&'static str),
+}
+
+enum Change {
+    Node(Box<Event<Node>>),
+    Pool(Event<IPAddressPool>),
+    Advertisement(Event<L2Advertisement>),
+    Service(Box<Event<Service>>),
+    Slice(Event<EndpointSlice>),
+    Lease(Event<Lease>),
+    WatchError(&'static str, watcher::Error),
+}
+
+fn stream<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    wrap: F,
+) -> BoxStream<'static, Change>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+    F: Fn(Event<K>) -> Change + Send + 'static,
+{
+    watch_all(api, config)
+        .default_backoff()
+        .map(move |event| match event {
+            Ok(event) => wrap(event),
+            Err(e) => Change::WatchError(what, e),
+        })
+        .boxed()
+}
+
+/// The responders running, one per interface.
+struct Responders {
+    running: BTreeMap<String, (watch::Sender<Wanted>, tokio::task::JoinHandle<()>)>,
+    reports: mpsc::UnboundedSender<Report>,
+    timings: responder::Timings,
+    metrics: Metrics,
+}
+
+impl Responders {
+    fn set(&mut self, mut wanted: BTreeMap<String, Wanted>) {
+        self.running.retain(|name, (_, task)| {
+            let keep = wanted.contains_key(name) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (name, addresses) in std::mem::take(&mut wanted) {
+            if let Some((sender, _)) = self.running.get(&name) {
+                sender.send_if_modified(|current| {
+                    let changed = *current != addresses;
+                    *current = addresses.clone();
+                    changed
+                });
+                continue;
+            }
+            let Some(interface) = Interface::read(&name) else {
+                continue;
+            };
+            let (sender, receiver) = watch::channel(addresses);
+            let reports = self.reports.clone();
+            let (timings, metrics) = (self.timings, self.metrics.clone());
+            let interface_name = name.clone();
+            let task = tokio::spawn(async move {
+                if let Err(e) = responder::run(interface, receiver, timings, reports, metrics).await
+                {
+                    warn!(interface = %interface_name, error = %e, "responder stopped; restarting it");
+                }
+            });
+            self.running.insert(name, (sender, task));
+        }
+    }
+}
+
+impl Drop for Responders {
+    fn drop(&mut self) {
+        for (_, (_, task)) in std::mem::take(&mut self.running) {
+            task.abort();
+        }
+    }
+}
+
+/// Runs the speaker until `shutdown` resolves, then hands its addresses over and returns.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    ready: watch::Sender<bool>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let me = settings.node.clone();
+    let node = Api::<Node>::all(client.clone())
+        .get_opt(&me)
+        .await
+        .map_err(|source| Error::Api {
+            node: me.clone(),
+            source,
+        })?
+        .ok_or_else(|| Error::NoNode { node: me.clone() })?;
+    let mut world = World::default();
+    world.apply_node(&node);
+    let own_address = world
+        .address(&me)
+        .ok_or_else(|| Error::NoAddress { node: me.clone() })?;
+
+    let (seeds_tx, seeds_rx) = watch::channel(Vec::new());
+    let membership = Membership::start(
+        membership::Config {
+            node: me.clone(),
+            bind: settings.gossip_bind,
+            advertise: SocketAddr::new(own_address, settings.gossip_bind.port()),
+            timings: settings.gossip.clone(),
+        },
+        seeds_rx,
+    )
+    .await?;
+    let mut alive = membership.alive();
+
+    let config = watcher::Config::default();
+    let streams = vec![
+        stream(
+            Api::<Node>::all(client.clone()),
+            config.clone(),
+            "nodes",
+            |e| Change::Node(Box::new(e)),
+        ),
+        stream(
+            Api::<IPAddressPool>::all(client.clone()),
+            config.clone(),
+            "ipaddresspools",
+            Change::Pool,
+        ),
+        stream(
+            Api::<L2Advertisement>::all(client.clone()),
+            config.clone(),
+            "l2advertisements",
+            Change::Advertisement,
+        ),
+        stream(
+            Api::<Service>::all(client.clone()),
+            config.clone(),
+            "services",
+            |e| Change::Service(Box::new(e)),
+        ),
+        stream(
+            Api::<EndpointSlice>::all(client.clone()),
+            config.clone(),
+            "endpointslices",
+            Change::Slice,
+        ),
+        stream(
+            Api::<Lease>::namespaced(client.clone(), &settings.namespace),
+            config.labels(&format!("{}=true", heartbeat::LABEL)),
+            "leases",
+            Change::Lease,
+        ),
+    ];
+    let mut changes = futures::stream::select_all(streams);
+
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let mut responders = Responders {
+        running: BTreeMap::new(),
+        reports: reports_tx,
+        timings: settings.responder,
+        metrics: metrics.clone(),
+    };
+    let mut speaker = Speaker {
+        me: me.clone(),
+        client: client.clone(),
+        settings: settings.clone(),
+        metrics: metrics.clone(),
+        world,
+        leases: BTreeMap::new(),
+        api_reachable: true,
+        conflicts: BTreeMap::new(),
+        written: BTreeMap::new(),
+        announcing: BTreeSet::new(),
+        writes: FuturesUnordered::new(),
+        publisher: Publisher::new(client.clone(), "herald-speaker", &me),
+        synced: BTreeSet::new(),
+    };
+
+    let mut heartbeat = tokio::time::interval(settings.heartbeat_interval);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            change = changes.next() => {
+                let Some(change) = change else { return Err(Error::WatchEnded("API")) };
+                speaker.apply(change);
+                seeds_tx.send_if_modified(|seeds| {
+                    let now = speaker.world.peers(&me, settings.gossip_bind.port());
+                    let changed = *seeds != now;
+                    *seeds = now;
+                    changed
+                });
+            }
+            changed = alive.changed() => {
+                if changed.is_err() { return Err(Error::WatchEnded("gossip")); }
+            }
+            Some(report) = reports.recv() => speaker.report(report),
+            _ = heartbeat.tick() => {
+                let renewed = heartbeat::renew(&client, &settings.namespace, &me, settings.heartbeat_duration).await;
+                if let Err(e) = &renewed {
+                    warn!(error = %e, "renewing the heartbeat Lease failed");
+                }
+                speaker.api_reachable = renewed.is_ok();
+            }
+            _ = tick.tick() => {}
+            Some((key, result)) = speaker.writes.next() => {
+                metrics.status_writes.inc();
+                if let Err(e) = result {
+                    warn!(service = %key, error = %e, "writing the Announced condition failed");
+                    speaker.written.remove(&key);
+                }
+            }
+            Some(()) = speaker.publisher.next() => {}
+            () = &mut shutdown => break,
+        }
+        if speaker.synced.len() == 6 {
+            let alive_now = alive.borrow().clone();
+            responders.set(speaker.converge(&alive_now));
+            ready.send_replace(true);
+        }
+    }
+    // Hand over: peers learn of the leave at once and take the addresses over; keep answering
+    // a moment so that there is no gap, then stop.
+    info!("leaving the gossip cluster; peers take over");
+    membership.leave().await;
+    tokio::time::sleep(settings.gossip.gossip_period * 4).await;
+    drop(responders);
+    Ok(())
+}
+
+type Write = std::pin::Pin<Box<dyn Future<Output = (ServiceKey, Result<(), kube::Error>)> + Send>>;
+
+/// A condition as the speaker writes it: status, reason, message.
+type Condition = (bool, String, String);
+
+struct Speaker {
+    me: String,
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    world: World,
+    leases: BTreeMap<String, Lease>,
+    api_reachable: bool,
+    /// Addresses another host answered for: (its MAC, interface, when seen).
+    conflicts: BTreeMap<IpAddr, (String, String, tokio::time::Instant)>,
+    /// What we last wrote per Service, until the watch shows it.
+    written: BTreeMap<ServiceKey, Condition>,
+    /// Services this node announces, for the Announcing event.
+    announcing: BTreeSet<ServiceKey>,
+    writes: FuturesUnordered<Write>,
+    publisher: Publisher,
+    /// Watches that have listed once.
+    synced: BTreeSet<&'static str>,
+}
+
+impl Speaker {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::WatchError(what, e) => {
+                warn!(resource = what, error = %e, "watch error; retrying with backoff")
+            }
+            Change::Node(event) => self.watch_event(
+                *event,
+                "nodes",
+                |w, n| w.apply_node(n),
+                |w, n| w.delete_node(&n.name_any()),
+            ),
+            Change::Pool(event) => self.watch_event(
+                event,
+                "pools",
+                |w, p| w.apply_pool(p),
+                |w, p| w.delete_pool(&p.name_any()),
+            ),
+            Change::Advertisement(event) => self.watch_event(
+                event,
+                "advertisements",
+                |w, a| {
+                    if let Err(problem) = w.apply_advertisement(a) {
+                        warn!(%problem, "L2Advertisement ignored");
+                    }
+                },
+                |w, a| w.delete_advertisement(&a.name_any()),
+            ),
+            Change::Service(event) => self.watch_event(
+                *event,
+                "services",
+                |w, s| w.apply_service(s),
+                |w, s| {
+                    w.delete_service(&ServiceKey::new(
+                        s.namespace().unwrap_or_default(),
+                        s.name_any(),
+                    ))
+                },
+            ),
+            Change::Slice(event) => self.watch_event(
+                event,
+                "slices",
+                |w, s| w.apply_slice(s),
+                |w, s| w.delete_slice(s),
+            ),
+            Change::Lease(event) => match event {
+                Event::Init => {}
+                Event::InitDone => {
+                    self.synced.insert("leases");
+                }
+                Event::InitApply(lease) | Event::Apply(lease) => {
+                    self.leases.insert(lease.name_any(), lease);
+                }
+                Event::Delete(lease) => {
+                    self.leases.remove(&lease.name_any());
+                }
+            },
+        }
+    }
+
+    /// Applies one watch event. A relist replays every object: the world keeps what it had
+    /// and the replay brings it up to date (objects deleted meanwhile are dropped at InitDone).
+    fn watch_event<K: kube::Resource + Clone>(
+        &mut self,
+        event: Event<K>,
+        what: &'static str,
+        apply: impl Fn(&mut World, &K),
+        delete: impl Fn(&mut World, &K),
+    ) {
+        match event {
+            Event::Init => self.world.begin_relist(what),
+            Event::InitApply(object) => {
+                self.world.seen(what, &object);
+                apply(&mut self.world, &object);
+            }
+            Event::InitDone => {
+                self.world.end_relist(what);
+                self.synced.insert(what);
+            }
+            Event::Apply(object) => apply(&mut self.world, &object),
+            Event::Delete(object) => delete(&mut self.world, &object),
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Conflict { ip, interface, mac } => {
+                self.metrics.conflicts.inc();
+                self.conflicts.insert(
+                    ip,
+                    (mac.to_string(), interface, tokio::time::Instant::now()),
+                );
+            }
+            Report::Announcing { ip, interface } => {
+                info!(%ip, %interface, "announcing");
+            }
+        }
+    }
+
+    /// Elects, fences, and returns what each interface answers for; writes conditions and
+    /// events on transitions.
+    fn converge(&mut self, alive: &BTreeSet<String>) -> BTreeMap<String, Wanted> {
+        let now = Timestamp::now();
+        let retry = self.settings.conflict_retry;
+        self.conflicts
+            .retain(|_, (_, _, seen)| seen.elapsed() < retry);
+        let (known, fresh) = heartbeat::view(self.leases.values(), now);
+        let api = if self.api_reachable {
+            ApiView::Fresh(fresh)
+        } else {
+            ApiView::Unreachable
+        };
+        let outcomes = elect(&self.world.inputs(alive));
+        self.metrics.elections.inc();
+        self.metrics.peers_alive.set(alive.len() as i64);
+
+        let mine: Vec<(ServiceKey, Vec<Interface>)> = outcomes
+            .iter()
+            .filter_map(|(key, outcome)| match outcome {
+                Outcome::Announced { node, interfaces } if *node == self.me => {
+                    Some((key.clone(), interfaces::select(interfaces)))
+                }
+                _ => None,
+            })
+            .collect();
+        let link_up = mine.is_empty() || mine.iter().any(|(_, ifaces)| !ifaces.is_empty());
+        let verdict = fencing::verdict(&self.me, link_up, &known, alive, &api);
+        self.metrics
+            .fenced
+            .set(i64::from(verdict != Verdict::Answer));
+        if let Verdict::Quiet(why) = &verdict {
+            warn!(reason = %why, "not answering");
+            self.metrics.announced.set(0);
+            self.announcing.clear();
+            return BTreeMap::new();
+        }
+
+        let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
+        let mut announced = 0;
+        for (key, ifaces) in &mine {
+            let Some(facts) = self.world.service(key).cloned() else {
+                continue;
+            };
+            // Probe only addresses no node of the cluster has announced yet.
+            let probe_first = facts.announced.as_ref().is_none_or(|c| c.status != "True");
+            let conflict = facts
+                .ips
+                .iter()
+                .find_map(|ip| self.conflicts.get(ip).map(|c| (*ip, c.clone())));
+            let condition = match &conflict {
+                Some((ip, (mac, interface, _))) => (
+                    false,
+                    "AddressConflict".to_owned(),
+                    format!(
+                        "{ip} is already used by {mac} on {interface} (seen by node {}); not announced",
+                        self.me
+                    ),
+                ),
+                None => (
+                    true,
+                    "Announced".to_owned(),
+                    format!(
+                        "node {} answers on {}",
+                        self.me,
+                        ifaces
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            };
+            if conflict.is_none() {
+                for interface in ifaces {
+                    for ip in &facts.ips {
+                        wanted
+                            .entry(interface.name.clone())
+                            .or_default()
+                            .insert(*ip, probe_first);
+                        announced += 1;
+                    }
+                }
+                if self.announcing.insert(key.clone()) {
+                    self.publish(key, false, "Announcing", &condition.2);
+                }
+            } else if self.announcing.remove(key) || !self.written.contains_key(key) {
+                self.publish(key, true, "AddressConflict", &condition.2);
+            }
+            self.write(key, condition);
+        }
+        self.announcing
+            .retain(|key| mine.iter().any(|(k, _)| k == key));
+        self.metrics.announced.set(announced);
+
+        // Services nobody may announce: the first speaker alive (by name) says why.
+        if alive.iter().next() == Some(&self.me) {
+            for (key, outcome) in &outcomes {
+                if let Outcome::NotAnnounced(reason) = outcome {
+                    self.write(key, (false, reason.reason().to_owned(), reason.to_string()));
+                }
+            }
+        }
+        wanted
+    }
+
+    fn publish(&mut self, key: &ServiceKey, warning: bool, reason: &str, note: &str) {
+        let Some(facts) = self.world.service(key) else {
+            return;
+        };
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(key.namespace.clone()),
+            name: Some(key.name.clone()),
+            uid: Some(facts.uid.clone()),
+            ..ObjectReference::default()
+        };
+        let event = KubeEvent {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        self.publisher.submit(event, regarding);
+    }
+
+    /// Writes the Service's Announced condition when it differs from what it shows and from
+    /// what we wrote last.
+    fn write(&mut self, key: &ServiceKey, condition: Condition) {
+        let Some(facts) = self.world.service(key) else {
+            return;
+        };
+        let shown = facts
+            .announced
+            .as_ref()
+            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()));
+        if shown.as_ref() == Some(&condition) {
+            self.written.remove(key);
+            return;
+        }
+        if self.written.get(key) == Some(&condition) {
+            return;
+        }
+        self.written.insert(key.clone(), condition.clone());
+        let keep_time = facts
+            .announced
+            .as_ref()
+            .filter(|c| (c.status == "True") == condition.0)
+            .map(|c| c.last_transition_time.clone());
+        let since = keep_time.unwrap_or(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ));
+        let body = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": key.name, "namespace": key.namespace },
+            "status": { "conditions": [{
+                "type": ANNOUNCED,
+                "status": if condition.0 { "True" } else { "False" },
+                "reason": condition.1,
+                "message": condition.2,
+                "lastTransitionTime": since,
+            }]},
+        });
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let key = key.clone();
+        self.writes.push(Box::pin(async move {
+            let result = api
+                .patch_status(
+                    &key.name,
+                    &PatchParams::apply("herald-speaker").force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .map(drop);
+            (key, result)
+        }));
+    }
+}

@@ -1,0 +1,454 @@
+//! What a speaker knows of the cluster, fed by watch events: Nodes, pools, L2Advertisements,
+//! Services with Herald's addresses, and EndpointSlices. Synchronous and free of API calls,
+//! so the election's inputs can be built and tested without a cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use herald_core::addresses::PoolAddresses;
+use herald_core::allocation::ServiceKey;
+use herald_core::election::{self, Advertisement, Inputs};
+use herald_crds::{IPAddressPool, L2Advertisement, label_selector};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+
+/// The controller's condition: only addresses Herald allocated are announced.
+const ALLOCATED: &str = "herald.dev/Allocated";
+/// The speakers' condition.
+pub const ANNOUNCED: &str = "herald.dev/Announced";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Endpoints {
+    ready_nodes: BTreeSet<String>,
+    any_ready: bool,
+}
+
+/// What the speaker keeps of a Service with Herald's addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceFacts {
+    pub uid: String,
+    pub ips: Vec<IpAddr>,
+    pub local: bool,
+    /// The `herald.dev/Announced` condition it shows, if any.
+    pub announced: Option<Condition>,
+}
+
+#[derive(Debug, Default)]
+pub struct World {
+    nodes: BTreeMap<String, election::Node>,
+    /// Each Node's first InternalIP, where its speaker gossips.
+    node_addresses: BTreeMap<String, IpAddr>,
+    pools: BTreeMap<String, election::Pool>,
+    advertisements: BTreeMap<String, Advertisement>,
+    services: BTreeMap<ServiceKey, ServiceFacts>,
+    /// Per Service, per EndpointSlice name.
+    endpoints: BTreeMap<ServiceKey, BTreeMap<String, Endpoints>>,
+    /// Per kind being relisted, the objects (`namespace/name`) seen so far.
+    relisting: BTreeMap<&'static str, BTreeSet<String>>,
+}
+
+impl World {
+    /// A watch relists `kind` ("nodes", "pools", "advertisements", "services", "slices"):
+    /// objects it does not show again were deleted while it was away.
+    pub fn begin_relist(&mut self, kind: &'static str) {
+        self.relisting.insert(kind, BTreeSet::new());
+    }
+
+    pub fn seen<K: kube::Resource>(&mut self, kind: &'static str, object: &K) {
+        if let Some(seen) = self.relisting.get_mut(kind) {
+            seen.insert(object_key(
+                object.meta().namespace.as_deref(),
+                &object.meta().name.clone().unwrap_or_default(),
+            ));
+        }
+    }
+
+    pub fn end_relist(&mut self, kind: &'static str) {
+        let Some(seen) = self.relisting.remove(kind) else {
+            return;
+        };
+        let kept = |namespace: &str, name: &str| seen.contains(&object_key(Some(namespace), name));
+        match kind {
+            "nodes" => {
+                self.nodes.retain(|name, _| kept("", name));
+                self.node_addresses.retain(|name, _| kept("", name));
+            }
+            "pools" => self.pools.retain(|name, _| kept("", name)),
+            "advertisements" => self.advertisements.retain(|name, _| kept("", name)),
+            "services" => self
+                .services
+                .retain(|key, _| kept(&key.namespace, &key.name)),
+            "slices" => {
+                for (key, slices) in self.endpoints.iter_mut() {
+                    slices.retain(|name, _| kept(&key.namespace, name));
+                }
+                self.endpoints.retain(|_, slices| !slices.is_empty());
+            }
+            _ => {}
+        }
+    }
+
+    /// Where `node`'s speaker gossips (its first InternalIP, IPv4 first).
+    pub fn address(&self, node: &str) -> Option<IpAddr> {
+        self.node_addresses.get(node).copied()
+    }
+
+    pub fn apply_node(&mut self, node: &Node) {
+        let name = node.name_any();
+        let status = node.status.as_ref();
+        let network_unavailable = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True");
+        let address = status
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| a.address.parse::<IpAddr>().ok())
+            .min_by_key(|ip| ip.is_ipv6());
+        match address {
+            Some(ip) => self.node_addresses.insert(name.clone(), ip),
+            None => self.node_addresses.remove(&name),
+        };
+        self.nodes.insert(
+            name.clone(),
+            election::Node {
+                name,
+                labels: node.labels().clone().into_iter().collect(),
+                network_unavailable,
+            },
+        );
+    }
+
+    pub fn delete_node(&mut self, name: &str) {
+        self.nodes.remove(name);
+        self.node_addresses.remove(name);
+    }
+
+    /// Invalid pools (the controller reports them) announce nothing.
+    pub fn apply_pool(&mut self, pool: &IPAddressPool) {
+        let name = pool.name_any();
+        match PoolAddresses::parse(&pool.spec.addresses, pool.spec.avoid_buggy_ips) {
+            Ok(addresses) => self.pools.insert(
+                name.clone(),
+                election::Pool {
+                    name,
+                    labels: pool.labels().clone().into_iter().collect(),
+                    addresses,
+                },
+            ),
+            Err(_) => self.pools.remove(&name),
+        };
+    }
+
+    pub fn delete_pool(&mut self, name: &str) {
+        self.pools.remove(name);
+    }
+
+    /// Reads an L2Advertisement; one with a malformed selector is left out, with the reason.
+    pub fn apply_advertisement(&mut self, advertisement: &L2Advertisement) -> Result<(), String> {
+        let name = advertisement.name_any();
+        let spec = &advertisement.spec;
+        let selectors =
+            |list: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector],
+             field: &str| {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, s)| label_selector(s).map_err(|e| format!("{field}[{i}]: {e}")))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+        let read = selectors(
+            &spec.ip_address_pool_selectors,
+            "spec.ipAddressPoolSelectors",
+        )
+        .and_then(|pool_selectors| {
+            Ok(Advertisement {
+                name: name.clone(),
+                pools: spec.ip_address_pools.iter().cloned().collect(),
+                pool_selectors,
+                node_selectors: selectors(&spec.node_selectors, "spec.nodeSelectors")?,
+                interfaces: spec.interfaces.iter().cloned().collect(),
+            })
+        });
+        match read {
+            Ok(advertisement) => {
+                self.advertisements.insert(name, advertisement);
+                Ok(())
+            }
+            Err(problem) => {
+                self.advertisements.remove(&name);
+                Err(format!("L2Advertisement {name:?}: {problem}"))
+            }
+        }
+    }
+
+    pub fn delete_advertisement(&mut self, name: &str) {
+        self.advertisements.remove(name);
+    }
+
+    /// Keeps a Service while it shows addresses that Herald allocated.
+    pub fn apply_service(&mut self, service: &Service) {
+        let key = key(service);
+        let status = service.status.as_ref();
+        let allocated = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == ALLOCATED && c.status == "True");
+        let ips: Vec<IpAddr> = status
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_deref()?.parse().ok())
+            .collect();
+        let is_load_balancer =
+            service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+        if allocated && is_load_balancer && !ips.is_empty() {
+            let local = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.external_traffic_policy.as_deref())
+                == Some("Local");
+            let announced = status
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .find(|c| c.type_ == ANNOUNCED)
+                .cloned();
+            let facts = ServiceFacts {
+                uid: service.metadata.uid.clone().unwrap_or_default(),
+                ips,
+                local,
+                announced,
+            };
+            self.services.insert(key, facts);
+        } else {
+            self.services.remove(&key);
+        }
+    }
+
+    pub fn delete_service(&mut self, key: &ServiceKey) {
+        self.services.remove(key);
+    }
+
+    pub fn apply_slice(&mut self, slice: &EndpointSlice) {
+        let Some(key) = slice_service(slice) else {
+            return;
+        };
+        let mut endpoints = Endpoints::default();
+        for endpoint in &slice.endpoints {
+            // The API says a missing `ready` means ready.
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
+            if ready {
+                endpoints.any_ready = true;
+                if let Some(node) = &endpoint.node_name {
+                    endpoints.ready_nodes.insert(node.clone());
+                }
+            }
+        }
+        self.endpoints
+            .entry(key)
+            .or_default()
+            .insert(slice.name_any(), endpoints);
+    }
+
+    pub fn delete_slice(&mut self, slice: &EndpointSlice) {
+        let Some(key) = slice_service(slice) else {
+            return;
+        };
+        if let Some(slices) = self.endpoints.get_mut(&key) {
+            slices.remove(&slice.name_any());
+            if slices.is_empty() {
+                self.endpoints.remove(&key);
+            }
+        }
+    }
+
+    /// The election's inputs, with `alive` the speakers gossip shows alive.
+    pub fn inputs(&self, alive: &BTreeSet<String>) -> Inputs {
+        let services = self
+            .services
+            .iter()
+            .map(|(key, facts)| {
+                let mut ready_nodes = BTreeSet::new();
+                let mut has_ready_endpoint = false;
+                for endpoints in self.endpoints.get(key).into_iter().flat_map(|s| s.values()) {
+                    ready_nodes.extend(endpoints.ready_nodes.iter().cloned());
+                    has_ready_endpoint |= endpoints.any_ready;
+                }
+                election::Service {
+                    key: key.clone(),
+                    ips: facts.ips.clone(),
+                    local: facts.local,
+                    ready_nodes,
+                    has_ready_endpoint,
+                }
+            })
+            .collect();
+        Inputs {
+            nodes: self.nodes.values().cloned().collect(),
+            alive: alive.clone(),
+            pools: self.pools.values().cloned().collect(),
+            advertisements: self.advertisements.values().cloned().collect(),
+            services,
+        }
+    }
+
+    /// Where the other speakers gossip: each Node's InternalIP and the gossip port.
+    pub fn peers(&self, me: &str, port: u16) -> Vec<SocketAddr> {
+        self.node_addresses
+            .iter()
+            .filter(|(name, _)| name.as_str() != me)
+            .map(|(_, ip)| SocketAddr::new(*ip, port))
+            .collect()
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceFacts> {
+        self.services.get(key)
+    }
+}
+
+fn object_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+fn key(service: &Service) -> ServiceKey {
+    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
+    let service = slice.labels().get(SERVICE_NAME_LABEL)?;
+    Some(ServiceKey::new(
+        slice.namespace().unwrap_or_default(),
+        service.clone(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::election::{Outcome, elect};
+    use serde_json::json;
+
+    fn from<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn node(name: &str, ip: &str) -> Node {
+        from(json!({"metadata": {"name": name, "labels": {"zone": "a"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}))
+    }
+
+    fn allocated_service(name: &str, ip: &str, policy: &str) -> Service {
+        from(json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": policy},
+            "status": {
+                "loadBalancer": {"ingress": [{"ip": ip}]},
+                "conditions": [{"type": ALLOCATED, "status": "True", "reason": "Allocated",
+                    "message": "", "lastTransitionTime": "2026-11-21T00:00:00Z"}],
+            },
+        }))
+    }
+
+    fn slice(name: &str, service: &str, endpoints: serde_json::Value) -> EndpointSlice {
+        from(json!({"metadata": {"name": name, "namespace": "shop",
+            "labels": {SERVICE_NAME_LABEL: service}},
+            "addressType": "IPv4", "endpoints": endpoints}))
+    }
+
+    fn world() -> World {
+        let mut world = World::default();
+        for (n, ip) in [("node-a", "192.0.2.1"), ("node-b", "192.0.2.2")] {
+            world.apply_node(&node(n, ip));
+        }
+        world.apply_pool(&from(
+            json!({"apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+            "metadata": {"name": "lan"}, "spec": {"addresses": ["192.0.2.100/30"]}}),
+        ));
+        world
+            .apply_advertisement(&from(
+                json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+                "metadata": {"name": "lan"}, "spec": {}}),
+            ))
+            .unwrap();
+        world
+    }
+
+    fn alive() -> BTreeSet<String> {
+        BTreeSet::from(["node-a".to_string(), "node-b".to_string()])
+    }
+
+    fn outcome(world: &World) -> Outcome {
+        elect(&world.inputs(&alive()))[&ServiceKey::new("shop", "web")].clone()
+    }
+
+    #[test]
+    fn local_services_follow_the_ready_endpoints_of_their_slices() {
+        let mut world = world();
+        world.apply_service(&allocated_service("web", "192.0.2.100", "Local"));
+        world.apply_slice(&slice("web-1", "web", json!([
+            {"addresses": ["198.51.100.9"], "nodeName": "node-b", "conditions": {"ready": true}},
+            {"addresses": ["198.51.100.8"], "nodeName": "node-a", "conditions": {"ready": false}},
+        ])));
+        assert!(matches!(outcome(&world), Outcome::Announced { node, .. } if node == "node-b"));
+        world.apply_slice(&slice(
+            "web-1",
+            "web",
+            json!([
+                {"addresses": ["198.51.100.8"], "nodeName": "node-a"},
+            ]),
+        ));
+        assert!(matches!(outcome(&world), Outcome::Announced { node, .. } if node == "node-a"));
+        world.delete_slice(&slice("web-1", "web", json!([])));
+        assert!(
+            matches!(outcome(&world), Outcome::NotAnnounced(r) if r.reason() == "NoReadyEndpoint")
+        );
+    }
+
+    #[test]
+    fn only_addresses_herald_allocated_are_announced() {
+        let mut world = world();
+        let mut foreign = allocated_service("web", "192.0.2.100", "Cluster");
+        foreign.status.as_mut().unwrap().conditions = None;
+        world.apply_service(&foreign);
+        assert!(world.inputs(&alive()).services.is_empty());
+        world.apply_service(&allocated_service("web", "192.0.2.100", "Cluster"));
+        assert_eq!(world.inputs(&alive()).services.len(), 1);
+    }
+
+    #[test]
+    fn peers_are_the_other_nodes_internal_addresses() {
+        let world = world();
+        assert_eq!(
+            world.peers("node-a", 7946),
+            vec!["192.0.2.2:7946".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_malformed_selector_leaves_the_advertisement_out_and_says_why() {
+        let mut world = world();
+        let bad: L2Advertisement = from(
+            json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+            "metadata": {"name": "lan"}, "spec": {"nodeSelectors": [{"matchExpressions": [
+                {"key": "zone", "operator": "Near"}]}]}}),
+        );
+        let problem = world.apply_advertisement(&bad).unwrap_err();
+        assert!(
+            problem.contains("spec.nodeSelectors[0]") && problem.contains("\"Near\""),
+            "{problem}"
+        );
+        assert!(world.inputs(&alive()).advertisements.is_empty());
+    }
+}
