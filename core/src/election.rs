@@ -225,19 +225,21 @@ fn group_candidates(inputs: &Inputs, members: &[&Service]) -> Result<Candidates,
             return Err(Reason::NoReadyEndpoint);
         }
         for ip in &service.ips {
-            let pool = inputs
+            // Overlapping pools (the controller flags them) may each have advertisements.
+            let pools: Vec<&Pool> = inputs
                 .pools
                 .iter()
-                .find(|p| p.addresses.contains(*ip))
-                .ok_or(Reason::NotInAnyPool(*ip))?;
+                .filter(|p| p.addresses.contains(*ip))
+                .collect();
+            let first_pool = pools.first().ok_or(Reason::NotInAnyPool(*ip))?;
             let advertisements: Vec<&Advertisement> = inputs
                 .advertisements
                 .iter()
-                .filter(|a| a.selects_pool(pool))
+                .filter(|a| pools.iter().any(|p| a.selects_pool(p)))
                 .collect();
             if advertisements.is_empty() {
                 return Err(Reason::NoAdvertisement {
-                    pool: pool.name.clone(),
+                    pool: first_pool.name.clone(),
                 });
             }
             let mut eligible = BTreeSet::new();
@@ -473,6 +475,20 @@ mod tests {
         world.pools[0]
             .labels
             .insert("announce".into(), "yes".into());
+        assert_eq!(winner(&elect(&world), "web").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn an_address_in_overlapping_pools_is_announced_by_any_pools_advertisement() {
+        let mut world = inputs(&["a"], vec![service("web", &["192.0.2.7"])]);
+        world.pools.insert(
+            0,
+            Pool {
+                name: "other".into(),
+                ..world.pools[0].clone()
+            },
+        );
+        world.advertisements[0].pools = BTreeSet::from(["lan".to_string()]);
         assert_eq!(winner(&elect(&world), "web").as_deref(), Some("a"));
     }
 

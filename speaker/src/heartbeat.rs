@@ -48,6 +48,14 @@ pub async fn renew(
         .map(drop)
 }
 
+/// Removes this node's Lease on a graceful stop, so peers need not wait for it to expire.
+pub async fn remove(client: &Client, namespace: &str, node: &str) -> Result<(), kube::Error> {
+    Api::<Lease>::namespaced(client.clone(), namespace)
+        .delete(&lease_name(node), &Default::default())
+        .await
+        .map(drop)
+}
+
 /// The node a heartbeat Lease belongs to, and whether it is fresh at `now`.
 pub fn read(lease: &Lease, now: Timestamp) -> Option<(String, bool)> {
     let spec = lease.spec.as_ref()?;

@@ -241,6 +241,7 @@ pub async fn run(
         conflicts: BTreeMap::new(),
         written: BTreeMap::new(),
         announcing: BTreeSet::new(),
+        answering: BTreeSet::new(),
         writes: FuturesUnordered::new(),
         publisher: Publisher::new(client.clone(), "herald-speaker", &me),
         synced: BTreeSet::new(),
@@ -289,9 +290,13 @@ pub async fn run(
             ready.send_replace(true);
         }
     }
-    // Hand over: peers learn of the leave at once and take the addresses over; keep answering
-    // a moment so that there is no gap, then stop.
+    // Hand over: with our heartbeat Lease gone the API server confirms we left, and peers
+    // learn of the leave at once and take the addresses over; keep answering a moment so that
+    // there is no gap, then stop.
     info!("leaving the gossip cluster; peers take over");
+    if let Err(e) = heartbeat::remove(&client, &settings.namespace, &me).await {
+        warn!(error = %e, "removing the heartbeat Lease failed; peers wait for it to expire");
+    }
     membership.leave().await;
     tokio::time::sleep(settings.gossip.gossip_period * 4).await;
     drop(responders);
@@ -317,6 +322,8 @@ struct Speaker {
     written: BTreeMap<ServiceKey, Condition>,
     /// Services this node announces, for the Announcing event.
     announcing: BTreeSet<ServiceKey>,
+    /// Addresses the responders answer for now (probed and announced).
+    answering: BTreeSet<IpAddr>,
     writes: FuturesUnordered<Write>,
     publisher: Publisher,
     /// Watches that have listed once.
@@ -418,6 +425,7 @@ impl Speaker {
             }
             Report::Announcing { ip, interface } => {
                 info!(%ip, %interface, "announcing");
+                self.answering.insert(ip);
             }
         }
     }
@@ -495,24 +503,32 @@ impl Speaker {
                     ),
                 ),
             };
-            if conflict.is_none() {
-                for interface in ifaces {
-                    for ip in &facts.ips {
-                        wanted
-                            .entry(interface.name.clone())
-                            .or_default()
-                            .insert(*ip, probe_first);
-                        announced += 1;
-                    }
+            if conflict.is_some() {
+                if self.announcing.remove(key) || !self.written.contains_key(key) {
+                    self.publish(key, true, "AddressConflict", &condition.2);
                 }
+                self.write(key, condition);
+                continue;
+            }
+            for interface in ifaces {
+                for ip in &facts.ips {
+                    wanted
+                        .entry(interface.name.clone())
+                        .or_default()
+                        .insert(*ip, probe_first);
+                    announced += 1;
+                }
+            }
+            // Say so once the responders answer (after the probe, for a new address).
+            if facts.ips.iter().all(|ip| self.answering.contains(ip)) {
                 if self.announcing.insert(key.clone()) {
                     self.publish(key, false, "Announcing", &condition.2);
                 }
-            } else if self.announcing.remove(key) || !self.written.contains_key(key) {
-                self.publish(key, true, "AddressConflict", &condition.2);
+                self.write(key, condition);
             }
-            self.write(key, condition);
         }
+        self.answering
+            .retain(|ip| wanted.values().any(|w| w.contains_key(ip)));
         self.announcing
             .retain(|key| mine.iter().any(|(k, _)| k == key));
         self.metrics.announced.set(announced);

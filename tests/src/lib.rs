@@ -7,6 +7,9 @@
 //! tests made. Tests name cluster-scoped objects with [`TestCluster::unique_name`] so that
 //! they never meet.
 
+pub mod bridge;
+pub mod lan;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -234,6 +237,11 @@ impl ApiServer {
             .await
             .map_err(|e| kubeconfig_error(e.to_string()))?;
         Ok(Client::try_from(config)?)
+    }
+
+    /// The server's folder: its certificates, kubeconfigs and logs.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The admin kubeconfig (the server writes it before it serves).

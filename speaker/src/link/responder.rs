@@ -15,7 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tracing::{debug, info, warn};
 
 use super::interfaces::Interface;
-use super::sockets::{ArpSocket, NdpSocket};
+use super::sockets::{ArpSocket, FrameSocket, NdpSocket};
 use crate::metrics::Metrics;
 use crate::packet::{self, Mac, Solicitor};
 
@@ -72,8 +72,12 @@ pub async fn run(
     reports: mpsc::UnboundedSender<Report>,
     metrics: Metrics,
 ) -> std::io::Result<()> {
+    // The first set of addresses counts as a change.
+    wanted.mark_changed();
+    debug!(interface = %interface.name, index = interface.index, mac = %interface.mac, "responder starting");
     let arp = ArpSocket::open(interface.index)?;
     let ndp = NdpSocket::open(&interface.name, interface.index)?;
+    let frames = FrameSocket::open(interface.index)?;
     let mut owned: BTreeSet<IpAddr> = BTreeSet::new();
     let mut probing: BTreeMap<IpAddr, Probe> = BTreeMap::new();
     let mut bursts: BTreeMap<IpAddr, u32> = BTreeMap::new();
@@ -87,6 +91,7 @@ pub async fn run(
     let send = Sender {
         arp: &arp,
         ndp: &ndp,
+        frames: &frames,
         mac,
         metrics: &metrics,
     };
@@ -140,16 +145,17 @@ pub async fn run(
             }
             message = ndp.recv() => {
                 let (message, source) = message?;
+                debug!(%source, bytes = message.len(), kind = message.first().copied(), "ICMPv6 message");
                 if let Some(solicitation) = packet::parse_neighbor_solicitation(&message) {
                     let target = IpAddr::V6(solicitation.target);
                     match solicitation.solicitor(source) {
                         Some(Solicitor::Node(from)) if owned.contains(&target) => {
                             Metrics::count(&metrics.requests, "ndp");
-                            send.neighbor_advertisement(solicitation.target, from, true).await;
+                            send.solicited_advertisement(solicitation.target, from, solicitation.source_mac).await;
                         }
                         // Another node probes for an address we hold: defend it.
                         Some(Solicitor::Dad) if owned.contains(&target) => {
-                            send.neighbor_advertisement(solicitation.target, ALL_NODES, false).await;
+                            send.unsolicited_advertisement(solicitation.target).await;
                         }
                         Some(Solicitor::Dad) if probing.contains_key(&target) => {
                             probing.remove(&target);
@@ -220,6 +226,7 @@ fn sync_groups(
     for group in wanted.difference(joined).copied().collect::<Vec<_>>() {
         match ndp.join(group) {
             Ok(()) => {
+                debug!(%group, "joined the solicited-node group");
                 joined.insert(group);
             }
             Err(e) => warn!(%group, error = %e, "joining a solicited-node group failed"),
@@ -236,6 +243,7 @@ fn sync_groups(
 struct Sender<'a> {
     arp: &'a ArpSocket,
     ndp: &'a NdpSocket,
+    frames: &'a FrameSocket,
     mac: Mac,
     metrics: &'a Metrics,
 }
@@ -252,14 +260,36 @@ impl Sender<'_> {
         Metrics::count(&self.metrics.replies, "arp");
     }
 
-    async fn neighbor_advertisement(&self, target: Ipv6Addr, to: Ipv6Addr, solicited: bool) {
-        let message = if solicited {
-            packet::solicited_neighbor_advertisement(target, self.mac)
-        } else {
-            packet::unsolicited_neighbor_advertisement(target, self.mac)
+    /// Answers a solicitation the way a host holding `target` does: from `target` itself, to
+    /// the solicitor's link-layer address when it gave one (else through the kernel, from a
+    /// link-local source).
+    async fn solicited_advertisement(&self, target: Ipv6Addr, to: Ipv6Addr, to_mac: Option<Mac>) {
+        let message = packet::solicited_neighbor_advertisement(target, self.mac);
+        let sent = match to_mac {
+            Some(mac) => {
+                let frame = packet::ipv6_frame(self.mac, mac, target, to, &message);
+                self.frames.send(&frame).await
+            }
+            None => self.ndp.send(&message, to).await,
         };
-        self.log(self.ndp.send(&message, to).await, "Neighbor Advertisement");
+        self.log(sent, "Neighbor Advertisement");
         Metrics::count(&self.metrics.replies, "ndp");
+    }
+
+    /// Tells every node on the link that `target` is here (takeover, refresh, DAD defence).
+    async fn unsolicited_advertisement(&self, target: Ipv6Addr) {
+        let message = packet::unsolicited_neighbor_advertisement(target, self.mac);
+        let frame = packet::ipv6_frame(
+            self.mac,
+            packet::multicast_mac(ALL_NODES),
+            target,
+            ALL_NODES,
+            &message,
+        );
+        self.log(
+            self.frames.send(&frame).await,
+            "unsolicited Neighbor Advertisement",
+        );
     }
 
     /// Linux clients take a gratuitous request at once but ignore a gratuitous reply within
@@ -282,11 +312,7 @@ impl Sender<'_> {
                 Metrics::count(&self.metrics.gratuitous, "arp");
             }
             IpAddr::V6(v6) => {
-                let message = packet::unsolicited_neighbor_advertisement(v6, self.mac);
-                self.log(
-                    self.ndp.send(&message, ALL_NODES).await,
-                    "unsolicited Neighbor Advertisement",
-                );
+                self.unsolicited_advertisement(v6).await;
                 Metrics::count(&self.metrics.gratuitous, "ndp");
             }
         }
@@ -300,15 +326,19 @@ impl Sender<'_> {
                     "ARP probe",
                 );
             }
-            // Resolving the address from our link-local source: a host that uses it answers.
-            // (A DAD probe needs the unspecified source, which a raw ICMPv6 socket cannot set.)
+            // Duplicate address detection: a solicitation from ::, which a host holding the
+            // address answers to all nodes.
             IpAddr::V6(v6) => {
-                let message = packet::neighbor_solicitation(v6, self.mac);
                 let group = packet::solicited_node_multicast(v6);
-                self.log(
-                    self.ndp.send(&message, group).await,
-                    "Neighbor Solicitation probe",
+                let message = packet::dad_neighbor_solicitation(v6);
+                let frame = packet::ipv6_frame(
+                    self.mac,
+                    packet::multicast_mac(group),
+                    Ipv6Addr::UNSPECIFIED,
+                    group,
+                    &message,
                 );
+                self.log(self.frames.send(&frame).await, "DAD solicitation");
             }
         }
     }

@@ -74,6 +74,30 @@ impl ArpSocket {
     }
 }
 
+/// Whole Ethernet frames out of one interface (it receives nothing: protocol 0). NDP goes out
+/// this way when it must come from an address the interface does not hold.
+pub struct FrameSocket {
+    fd: AsyncFd<Socket>,
+}
+
+impl FrameSocket {
+    pub fn open(ifindex: u32) -> io::Result<FrameSocket> {
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+        socket.bind(&packet_address(ifindex, 0))?;
+        socket.set_nonblocking(true)?;
+        Ok(FrameSocket {
+            fd: register(socket)?,
+        })
+    }
+
+    pub async fn send(&self, frame: &[u8]) -> io::Result<()> {
+        self.fd
+            .async_io(Interest::WRITABLE, |s| s.send(frame))
+            .await
+            .map(drop)
+    }
+}
+
 /// Neighbor Solicitations and Advertisements on one interface, and the solicited-node
 /// multicast groups of the addresses answered for.
 pub struct NdpSocket {

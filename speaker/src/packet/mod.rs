@@ -26,9 +26,9 @@ pub use arp::{
 pub use mac::{Mac, ParseMacError};
 pub use ndp::{
     NeighborAdvertisement, NeighborSolicitation, Solicitor, dad_neighbor_solicitation,
-    icmpv6_checksum, multicast_mac, neighbor_solicitation, parse_neighbor_advertisement,
-    parse_neighbor_solicitation, solicited_neighbor_advertisement, solicited_node_multicast,
-    unsolicited_neighbor_advertisement,
+    icmpv6_checksum, ipv6_frame, multicast_mac, neighbor_solicitation,
+    parse_neighbor_advertisement, parse_neighbor_solicitation, solicited_neighbor_advertisement,
+    solicited_node_multicast, unsolicited_neighbor_advertisement,
 };
 
 /// Reads fixed-size fields off the front of a byte slice, `None` once it runs out.

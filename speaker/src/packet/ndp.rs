@@ -173,6 +173,37 @@ pub fn multicast_mac(group: Ipv6Addr) -> Mac {
     Mac([0x33, 0x33, a, b, c, d])
 }
 
+/// A whole Ethernet frame carrying the ICMPv6 `message` from `source` to `destination`, with
+/// hop limit 255 and the checksum filled in: NDP sent on a packet socket, so that it can come
+/// from an address the interface does not hold (an advertisement from the address it
+/// advertises, as stacks such as ndisc6 expect; a DAD probe from ::).
+pub fn ipv6_frame(
+    source_mac: Mac,
+    destination_mac: Mac,
+    source: Ipv6Addr,
+    destination: Ipv6Addr,
+    message: &[u8],
+) -> Vec<u8> {
+    let mut icmp = message.to_vec();
+    if icmp.len() >= 4 {
+        let checksum = icmpv6_checksum(source, destination, &icmp);
+        icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    }
+    let length = u16::try_from(icmp.len()).unwrap_or(u16::MAX);
+    [
+        &destination_mac.0[..],
+        &source_mac.0,
+        &[0x86, 0xdd],    // EtherType IPv6
+        &[0x60, 0, 0, 0], // version 6, no traffic class or flow label
+        &length.to_be_bytes(),
+        &[NEXT_HEADER_ICMPV6, 255], // next header, hop limit (RFC 4861: 255)
+        &source.octets(),
+        &destination.octets(),
+        &icmp,
+    ]
+    .concat()
+}
+
 /// Splits a solicitation or advertisement of type `kind` into its first flags byte, target and
 /// options: both share one layout (RFC 4861 §4.3, §4.4).
 fn split(message: &[u8], kind: u8) -> Option<(u8, Ipv6Addr, &[u8])> {
