@@ -69,11 +69,12 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     probe_wait_ms: u64,
 
-    /// How often this node's heartbeat Lease is renewed, and how long it stays valid.
-    #[arg(long, default_value_t = 2)]
+    /// How often this node's heartbeat Lease is renewed, and how long it stays valid. The
+    /// duration bounds failover when gossip alone cannot decide (a two-node cluster).
+    #[arg(long, default_value_t = 1)]
     heartbeat_interval_seconds: u64,
 
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 3)]
     heartbeat_duration_seconds: u64,
 }
 

@@ -358,17 +358,25 @@ impl Speaker {
                 },
                 |w, a| w.delete_advertisement(&a.name_any()),
             ),
-            Change::Service(event) => self.watch_event(
-                *event,
-                "services",
-                |w, s| w.apply_service(s),
-                |w, s| {
-                    w.delete_service(&ServiceKey::new(
-                        s.namespace().unwrap_or_default(),
-                        s.name_any(),
-                    ))
-                },
-            ),
+            Change::Service(event) => {
+                // What the watch shows now is what to compare with: our write arrived, or
+                // another speaker's replaced it.
+                if let Event::Apply(s) | Event::Delete(s) = event.as_ref() {
+                    let key = ServiceKey::new(s.namespace().unwrap_or_default(), s.name_any());
+                    self.written.remove(&key);
+                }
+                self.watch_event(
+                    *event,
+                    "services",
+                    |w, s| w.apply_service(s),
+                    |w, s| {
+                        w.delete_service(&ServiceKey::new(
+                            s.namespace().unwrap_or_default(),
+                            s.name_any(),
+                        ))
+                    },
+                )
+            }
             Change::Slice(event) => self.watch_event(
                 event,
                 "slices",
@@ -537,6 +545,7 @@ impl Speaker {
         if alive.iter().next() == Some(&self.me) {
             for (key, outcome) in &outcomes {
                 if let Outcome::NotAnnounced(reason) = outcome {
+                    tracing::trace!(service = %key, %reason, "not announced");
                     self.write(key, (false, reason.reason().to_owned(), reason.to_string()));
                 }
             }
@@ -587,6 +596,7 @@ impl Speaker {
         if self.written.get(key) == Some(&condition) {
             return;
         }
+        tracing::trace!(service = %key, ?condition, ?shown, "writing the Announced condition");
         self.written.insert(key.clone(), condition.clone());
         let keep_time = facts
             .announced

@@ -4,7 +4,8 @@
 //! `ip neigh`) who answers.
 //!
 //! The tests of this file run one at a time: every speaker sees every Service of the API
-//! server, so two LANs at once would report on each other's Services.
+//! server, so two LANs at once would report on each other's Services. For the same reason each
+//! test uses addresses of its own (Services of one address are announced together).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -53,7 +54,8 @@ impl Lab {
             json!({
                 "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
                 "metadata": {"name": pool},
-                "spec": {"addresses": ["192.0.2.200-192.0.2.250", "2001:db8::200-2001:db8::250"]},
+                "spec": {"addresses": ["192.0.2.200-192.0.2.250", "203.0.113.100-203.0.113.150",
+                                   "2001:db8::200-2001:db8::250"]},
             }),
         )
         .await;
@@ -421,4 +423,129 @@ async fn a_graceful_stop_hands_the_address_over() {
     })
     .await;
     eprintln!("graceful stop: handed over after {:?}", stopped.elapsed());
+}
+
+#[tokio::test]
+async fn thirty_addresses_spread_over_three_nodes_and_a_lost_node_moves_only_its_own() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = Lab::new("l2-thirty", 3).await;
+    for i in 0..30 {
+        lab.service(
+            &format!("s{i}"),
+            &[&format!("203.0.113.{}", 100 + i)],
+            false,
+            &[0],
+        )
+        .await;
+    }
+    // Service name → the condition's message, once all 30 are announced.
+    let owners = |lab: &Lab| {
+        let api = services(&lab.cluster);
+        async move {
+            let list = api.list(&Default::default()).await.ok()?;
+            let mut owners = std::collections::BTreeMap::new();
+            for svc in list.items {
+                let name = svc.metadata.name.clone()?;
+                let condition = svc
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "herald.dev/Announced")?;
+                if condition.reason != "Announced" {
+                    return None;
+                }
+                owners.insert(name, condition.message);
+            }
+            (owners.len() == 30).then_some(owners)
+        }
+    };
+    let before = eventually(WAIT, "30 announced Services", || owners(&lab)).await;
+    let per_node: Vec<usize> = (0..3)
+        .map(|n| {
+            before
+                .values()
+                .filter(|m| winner_index(&lab, m) == n)
+                .count()
+        })
+        .collect();
+    assert!(per_node.iter().all(|c| *c >= 4), "spread {per_node:?}");
+
+    // The speaker's metrics count the addresses it answers for (with those of earlier tests'
+    // Services that its pool's range also holds).
+    let metrics = lab.nodes[0]
+        .1
+        .run("curl", &["-s", "http://127.0.0.1:9403/metrics"]);
+    let announced: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_speaker_addresses_announced "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no addresses_announced in {metrics}"));
+    assert!(announced >= per_node[0], "{announced} < {}", per_node[0]);
+
+    lab.kill_speaker(1);
+    let after = eventually(WAIT, "node 1's addresses to move", || async {
+        let owners = owners(&lab).await?;
+        owners
+            .values()
+            .all(|m| winner_index(&lab, m) != 1)
+            .then_some(owners)
+    })
+    .await;
+    for (name, message) in &before {
+        if winner_index(&lab, message) != 1 {
+            assert_eq!(
+                &after[name], message,
+                "{name} moved although its node lives"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_gossip_goes_quiet_and_never_answers_beside_another() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let lab = Lab::new("l2-partition", 3).await;
+    lab.service("web", &["192.0.2.240"], false, &[0]).await;
+    let (winner, _) = lab.settled("web", "192.0.2.240").await;
+    // The winner stays on the LAN and reaches the API server, but its gossip is dropped.
+    let host = &lab.nodes[winner].1;
+    host.run("nft", &["add", "table", "inet", "cut"]);
+    host.run(
+        "nft",
+        &["add chain inet cut input { type filter hook input priority 0 ; }"],
+    );
+    host.run(
+        "nft",
+        &["add chain inet cut output { type filter hook output priority 0 ; }"],
+    );
+    host.run("nft", &["add rule inet cut input udp dport 7946 drop"]);
+    host.run("nft", &["add rule inet cut output udp dport 7946 drop"]);
+    let (other, _) = eventually(WAIT, "another node to take over", || async {
+        let (node, message) = lab.settled("web", "192.0.2.240").await;
+        (node != winner).then_some((node, message))
+    })
+    .await;
+    // From now on only the new owner answers, however often the client asks.
+    for _ in 0..5 {
+        assert_eq!(
+            lab.arp_answers("192.0.2.240").await,
+            BTreeSet::from([lab.nodes[other].1.mac.clone()])
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_two_node_cluster_keeps_answering_when_one_node_dies() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = Lab::new("l2-two", 2).await;
+    lab.service("web", &["192.0.2.245"], false, &[0]).await;
+    let (winner, _) = lab.settled("web", "192.0.2.245").await;
+    let started = Instant::now();
+    lab.kill_speaker(winner);
+    let (survivor, _) = lab.settled("web", "192.0.2.245").await;
+    assert_eq!(survivor, 1 - winner);
+    eprintln!(
+        "two nodes, hard kill: the survivor answered after {:?} (its peer's heartbeat had to expire)",
+        started.elapsed()
+    );
 }
