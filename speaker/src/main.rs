@@ -43,15 +43,15 @@ struct Args {
     gossip_bind_address: SocketAddr,
 
     /// Gossip: how often each speaker probes a peer.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     probe_period_ms: u64,
 
     /// Gossip: how long to wait for a direct answer before asking others to probe.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 40)]
     probe_rtt_ms: u64,
 
     /// Gossip: how long a suspected speaker has to refute before it is declared down.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 200)]
     suspect_to_down_ms: u64,
 
     /// Gratuitous ARP / unsolicited NA sent on taking an address over.
