@@ -117,13 +117,13 @@ impl Lab {
         }
     }
 
-    fn terminate_speaker(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].2.take() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
+    /// Sends SIGTERM and returns at once; the speaker hands over, then exits.
+    fn terminate_speaker(&mut self, i: usize) -> Child {
+        let child = self.nodes[i].2.take().expect("a running speaker");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child
     }
 
     fn node_of_mac(&self, mac: &str) -> Option<usize> {
@@ -415,7 +415,7 @@ async fn a_graceful_stop_hands_the_address_over() {
         .stdout(Stdio::null())
         .status();
     let stopped = Instant::now();
-    lab.terminate_speaker(winner);
+    let mut stopping = lab.terminate_speaker(winner);
     let other_mac = lab.nodes[1 - winner].1.mac.clone();
     eventually(WAIT, "the other node to take over", || async {
         let mac = lab.client.neighbour("192.0.2.230".parse().unwrap())?.mac?;
@@ -423,6 +423,10 @@ async fn a_graceful_stop_hands_the_address_over() {
     })
     .await;
     eprintln!("graceful stop: handed over after {:?}", stopped.elapsed());
+    assert!(
+        stopping.wait().unwrap().success(),
+        "the speaker exits cleanly on SIGTERM"
+    );
 }
 
 #[tokio::test]
