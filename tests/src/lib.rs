@@ -8,6 +8,7 @@
 //! they never meet.
 
 pub mod bridge;
+pub mod lab;
 pub mod lan;
 
 use std::io::Read;

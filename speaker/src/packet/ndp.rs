@@ -385,6 +385,28 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_frames_carry_hop_limit_255_and_a_valid_checksum() {
+        let message = solicited_neighbor_advertisement(B_IP, B_MAC);
+        let frame = ipv6_frame(B_MAC, A_MAC, B_IP, A_LINK_LOCAL, &message);
+        assert_eq!(&frame[..6], &A_MAC.0);
+        assert_eq!(&frame[6..12], &B_MAC.0);
+        assert_eq!(&frame[12..14], &[0x86, 0xdd]);
+        assert_eq!(frame[14] >> 4, 6);
+        assert_eq!(
+            u16::from_be_bytes([frame[18], frame[19]]) as usize,
+            message.len()
+        );
+        assert_eq!((frame[20], frame[21]), (58, 255));
+        assert_eq!(&frame[22..38], &B_IP.octets());
+        assert_eq!(&frame[38..54], &A_LINK_LOCAL.octets());
+        let icmp = &frame[54..];
+        let stored = u16::from_be_bytes([icmp[2], icmp[3]]);
+        assert_eq!(stored, icmpv6_checksum(B_IP, A_LINK_LOCAL, icmp));
+        assert_ne!(stored, 0);
+        assert_eq!(parse_neighbor_advertisement(icmp).unwrap().target, B_IP);
+    }
+
+    #[test]
     fn solicitation_is_ndisc6s() {
         let message = neighbor_solicitation(B_IP, A_MAC);
         assert_eq!(message, with_zero_checksum(&NDISC6_SOLICITATION));
