@@ -1,0 +1,242 @@
+//! Benchmarks the real herald-speaker on a LAN of network namespaces and prints the figures
+//! the spec sets bars for. Run it with `scripts/bench-speaker`.
+//!
+//! - Failover: three nodes; the client resolves the address (its kernel's own ARP), then the
+//!   answering node fails (SIGKILL of its speaker, or its link goes down); the gap is the time
+//!   until the client's neighbour entry (`ip neigh`) shows another node's MAC. 20 trials each.
+//! - Graceful handover: the same with SIGTERM. 20 trials.
+//! - ARP request to reply: `arping` round trips from the client to the answering node's
+//!   userspace reply, next to the kernel's own reply for the node's address.
+//! - Speaker RSS with 1,000 announced addresses (IPv6, so that a documentation range holds them).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use herald_tests::lab::{Lab, WAIT};
+use herald_tests::{eventually, lan::Host};
+use serde_json::json;
+
+const TRIALS: usize = 20;
+const ADDRESS: &str = "192.0.2.200";
+
+#[tokio::main]
+async fn main() {
+    let speaker = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: bench-speaker PATH-TO-herald-speaker"),
+    );
+    let mut lab = Lab::new("bench", 3, &speaker).await;
+    lab.service("web", &[ADDRESS], false, &[0, 1, 2]).await;
+    lab.settled("web", ADDRESS).await;
+
+    for (what, failure) in [
+        ("hard kill (SIGKILL)", Failure::Kill),
+        ("link down", Failure::LinkDown),
+        ("graceful stop (SIGTERM)", Failure::Terminate),
+    ] {
+        let mut gaps = Vec::new();
+        for _ in 0..TRIALS {
+            gaps.push(trial(&mut lab, failure).await);
+        }
+        report(what, &mut gaps);
+    }
+
+    arp_latency(&lab).await;
+    rss_with_1000_addresses(&lab).await;
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Failure {
+    Kill,
+    LinkDown,
+    Terminate,
+}
+
+/// One failover: returns the gap the client saw.
+async fn trial(lab: &mut Lab, failure: Failure) -> Duration {
+    let (winner, _) = lab.settled("web", ADDRESS).await;
+    let old_mac = lab.nodes[winner].1.mac.clone();
+    let client = lab.client.clone();
+    let _ = client
+        .command("ping")
+        .args(["-c1", "-W1", ADDRESS])
+        .stdout(Stdio::null())
+        .status();
+    let started = Instant::now();
+    let mut stopping = None;
+    match failure {
+        Failure::Kill => lab.kill_speaker(winner),
+        Failure::LinkDown => lab.nodes[winner].1.link_down(),
+        Failure::Terminate => stopping = Some(lab.terminate_speaker(winner)),
+    }
+    let gap = tokio::task::spawn_blocking(move || wait_for_new_mac(&client, &old_mac, started))
+        .await
+        .expect("the neighbour poll");
+    match failure {
+        Failure::LinkDown => lab.nodes[winner].1.link_up(),
+        Failure::Kill => lab.start_speaker(winner),
+        Failure::Terminate => {
+            let _ = stopping.expect("a stopping speaker").wait();
+            lab.start_speaker(winner);
+        }
+    }
+    // Let the node rejoin before the next trial.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    gap
+}
+
+/// Polls the client's neighbour entry every millisecond until it names another MAC.
+fn wait_for_new_mac(client: &Host, old_mac: &str, started: Instant) -> Duration {
+    let ip = ADDRESS.parse().expect("an address");
+    loop {
+        if let Some(mac) = client.neighbour(ip).and_then(|n| n.mac)
+            && mac != old_mac
+        {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < WAIT, "no failover within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn report(what: &str, gaps: &mut [Duration]) {
+    gaps.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let p99 = gaps[(gaps.len() * 99 / 100).min(gaps.len() - 1)];
+    println!(
+        "{what}: {} trials, gap p50 {:.0} ms, p99 {:.0} ms, min {:.0} ms, max {:.0} ms",
+        gaps.len(),
+        ms(gaps[gaps.len() / 2]),
+        ms(p99),
+        ms(gaps[0]),
+        ms(gaps[gaps.len() - 1])
+    );
+}
+
+/// Round trips of 200 ARP requests, answered by the speaker (the Service's address) and by
+/// the node's kernel (its own address), as `arping` measures them.
+async fn arp_latency(lab: &Lab) {
+    let (winner, _) = lab.settled("web", ADDRESS).await;
+    let node_ip = lab.nodes[winner].1.ipv4.to_string();
+    for (what, ip) in [
+        ("speaker (userspace)", ADDRESS),
+        ("node kernel", node_ip.as_str()),
+    ] {
+        let output = lab
+            .client
+            .command("arping")
+            .args(["-c", "200", "-i", "eth0", "-W", "0.01", ip])
+            .output()
+            .expect("arping");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut times: Vec<f64> = text
+            .lines()
+            .filter_map(|l| l.split("time=").nth(1))
+            .filter_map(|t| {
+                let (value, unit) = t.trim().split_once(' ')?;
+                let value: f64 = value.parse().ok()?;
+                Some(if unit.starts_with("msec") {
+                    value * 1000.0
+                } else {
+                    value
+                })
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        if times.is_empty() {
+            println!("ARP request to reply, {what}: no replies parsed from arping");
+            continue;
+        }
+        println!(
+            "ARP request to reply, {what}: {} replies, p50 {:.0} us, p99 {:.0} us",
+            times.len(),
+            times[times.len() / 2],
+            times[(times.len() * 99 / 100).min(times.len() - 1)]
+        );
+    }
+}
+
+async fn rss_with_1000_addresses(lab: &Lab) {
+    let big = format!("{}-big", lab.pool);
+    let apply =
+        |object: serde_json::Value| async move {
+            let kind = object["kind"].as_str().expect("a kind").to_owned();
+            let name = object["metadata"]["name"]
+                .as_str()
+                .expect("a name")
+                .to_owned();
+            let resource = kube::discovery::ApiResource::from_gvk(
+                &kube::core::GroupVersionKind::gvk("herald.dev", "v1alpha1", &kind),
+            );
+            kube::Api::<kube::core::DynamicObject>::all_with(lab.cluster.client(), &resource)
+                .patch(
+                    &name,
+                    &kube::api::PatchParams::apply("bench").force(),
+                    &kube::api::Patch::Apply(&object),
+                )
+                .await
+                .expect("applying the big pool");
+        };
+    apply(
+        json!({"apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+        "metadata": {"name": big}, "spec": {"addresses": ["2001:db8:1::/116"]}}),
+    )
+    .await;
+    apply(
+        json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+        "metadata": {"name": big}, "spec": {"ipAddressPools": [big],
+            "nodeSelectors": [{"matchLabels": {"herald-test": lab.cluster.namespace()}}]}}),
+    )
+    .await;
+    let created = Instant::now();
+    futures::StreamExt::for_each_concurrent(
+        futures::stream::iter(0..1000u32),
+        16,
+        |i| async move {
+            lab.service(
+                &format!("bulk-{i}"),
+                &[&format!("2001:db8:1::{:x}", i + 1)],
+                false,
+                &[0, 1, 2],
+            )
+            .await;
+        },
+    )
+    .await;
+    let announced = |host: &Host| {
+        host.run("curl", &["-s", "http://127.0.0.1:9403/metrics"])
+            .lines()
+            .find_map(|l| l.strip_prefix("herald_speaker_addresses_announced "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually(
+        Duration::from_secs(120),
+        "1,001 announced addresses",
+        || async {
+            let total: u64 = lab.nodes.iter().map(|(_, host, _)| announced(host)).sum();
+            (total >= 1001).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "1,000 more Services announced {:.1} s after the first create",
+        created.elapsed().as_secs_f64()
+    );
+    for (name, host, process) in &lab.nodes {
+        let Some(process) = process else { continue };
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", process.id())).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default();
+        println!(
+            "speaker RSS on {name}: {rss} ({} addresses announced)",
+            announced(host)
+        );
+    }
+}
