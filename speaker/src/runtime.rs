@@ -247,7 +247,33 @@ pub async fn run(
         synced: BTreeSet::new(),
     };
 
-    let mut heartbeat = tokio::time::interval(settings.heartbeat_interval);
+    // The heartbeat runs on its own so that an API server that stops answering cannot stall
+    // the loop that decides what this node answers for: it only flips `reachable`.
+    let (reachable_tx, mut reachable) = watch::channel(true);
+    let heartbeat = AbortOnDrop(tokio::spawn({
+        let (client, namespace, node) = (client.clone(), settings.namespace.clone(), me.clone());
+        let (interval, duration) = (settings.heartbeat_interval, settings.heartbeat_duration);
+        async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let renewed = tokio::time::timeout(
+                    interval,
+                    heartbeat::renew(&client, &namespace, &node, duration),
+                )
+                .await;
+                match &renewed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "renewing the heartbeat Lease failed"),
+                    Err(_) => warn!("renewing the heartbeat Lease timed out"),
+                }
+                reachable_tx.send_if_modified(|was| {
+                    let now = matches!(renewed, Ok(Ok(())));
+                    std::mem::replace(was, now) != now
+                });
+            }
+        }
+    }));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tokio::pin!(shutdown);
     loop {
@@ -266,12 +292,8 @@ pub async fn run(
                 if changed.is_err() { return Err(Error::WatchEnded("gossip")); }
             }
             Some(report) = reports.recv() => speaker.report(report),
-            _ = heartbeat.tick() => {
-                let renewed = heartbeat::renew(&client, &settings.namespace, &me, settings.heartbeat_duration).await;
-                if let Err(e) = &renewed {
-                    warn!(error = %e, "renewing the heartbeat Lease failed");
-                }
-                speaker.api_reachable = renewed.is_ok();
+            Ok(()) = reachable.changed() => {
+                speaker.api_reachable = *reachable.borrow_and_update();
             }
             _ = tick.tick() => {}
             Some((key, result)) = speaker.writes.next() => {
@@ -294,6 +316,7 @@ pub async fn run(
     // learn of the leave at once and take the addresses over; keep answering a moment so that
     // there is no gap, then stop.
     info!("leaving the gossip cluster; peers take over");
+    drop(heartbeat);
     if let Err(e) = heartbeat::remove(&client, &settings.namespace, &me).await {
         warn!(error = %e, "removing the heartbeat Lease failed; peers wait for it to expire");
     }
@@ -301,6 +324,15 @@ pub async fn run(
     tokio::time::sleep(settings.gossip.gossip_period * 4).await;
     drop(responders);
     Ok(())
+}
+
+/// A task that stops when its owner drops it, whatever path the owner leaves by.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 type Write = std::pin::Pin<Box<dyn Future<Output = (ServiceKey, Result<(), kube::Error>)> + Send>>;

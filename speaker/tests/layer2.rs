@@ -264,6 +264,34 @@ async fn a_node_cut_off_from_gossip_goes_quiet_and_never_answers_beside_another(
 }
 
 #[tokio::test]
+async fn a_node_cut_off_from_gossip_and_the_api_server_goes_quiet() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let lab = lab("l2-isolated", 3).await;
+    lab.service("web", &["192.0.2.242"], false, &[0]).await;
+    let (winner, _) = lab.settled("web", "192.0.2.242").await;
+    // Neither gossip nor the API server (on 192.0.2.2:6443) gets through any more.
+    let host = &lab.nodes[winner].1;
+    host.run("nft", &["add", "table", "inet", "cut"]);
+    host.run(
+        "nft",
+        &["add chain inet cut output { type filter hook output priority 0 ; }"],
+    );
+    host.run("nft", &["add rule inet cut output udp dport 7946 drop"]);
+    host.run("nft", &["add rule inet cut output tcp dport 6443 drop"]);
+    let (other, _) = eventually(WAIT, "another node to take over", || async {
+        let (node, message) = lab.settled("web", "192.0.2.242").await;
+        (node != winner).then_some((node, message))
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            lab.arp_answers("192.0.2.242").await,
+            BTreeSet::from([lab.nodes[other].1.mac.clone()])
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_two_node_cluster_keeps_answering_when_one_node_dies() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut lab = lab("l2-two", 2).await;
