@@ -5,8 +5,8 @@
 //!   answering node fails (SIGKILL of its speaker, or its link goes down); the gap is the time
 //!   until the client's neighbour entry (`ip neigh`) shows another node's MAC. 20 trials each.
 //! - Graceful handover: the same with SIGTERM. 20 trials.
-//! - ARP request to reply: `arping` round trips from the client to the answering node's
-//!   userspace reply, next to the kernel's own reply for the node's address.
+//! - ARP request to reply, timed on the answering node by a capture of its interface, for the
+//!   speaker's userspace reply and, next to it, the kernel's own reply for the node's address.
 //! - Speaker RSS with 1,000 announced addresses (IPv6, so that a documentation range holds them).
 
 use std::path::PathBuf;
@@ -115,47 +115,72 @@ fn report(what: &str, gaps: &mut [Duration]) {
     );
 }
 
-/// Round trips of 200 ARP requests, answered by the speaker (the Service's address) and by
-/// the node's kernel (its own address), as `arping` measures them.
+/// ARP request to reply on the answering node: 200 requests from the client, timed by a
+/// capture on the node's interface (kernel timestamps of the request coming in and the reply
+/// going out), for the speaker's address and, for reference, the node's own address that its
+/// kernel answers.
 async fn arp_latency(lab: &Lab) {
     let (winner, _) = lab.settled("web", ADDRESS).await;
-    let node_ip = lab.nodes[winner].1.ipv4.to_string();
+    let node = lab.nodes[winner].1.clone();
+    let node_ip = node.ipv4.to_string();
     for (what, ip) in [
-        ("speaker (userspace)", ADDRESS),
-        ("node kernel", node_ip.as_str()),
+        ("speaker (userspace)", ADDRESS.to_owned()),
+        ("node kernel", node_ip),
     ] {
-        let output = lab
+        let capture = node
+            .command("tcpdump")
+            .args(["-i", "eth0", "-n", "-tt", "-l", "arp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = lab
             .client
             .command("arping")
-            .args(["-c", "200", "-i", "eth0", "-W", "0.01", ip])
+            .args(["-c", "200", "-i", "eth0", "-W", "0.01", &ip])
             .output()
             .expect("arping");
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mut times: Vec<f64> = text
-            .lines()
-            .filter_map(|l| l.split("time=").nth(1))
-            .filter_map(|t| {
-                let (value, unit) = t.trim().split_once(' ')?;
-                let value: f64 = value.parse().ok()?;
-                Some(if unit.starts_with("msec") {
-                    value * 1000.0
-                } else {
-                    value
-                })
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        if times.is_empty() {
-            println!("ARP request to reply, {what}: no replies parsed from arping");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = std::process::Command::new("kill")
+            .arg(capture.id().to_string())
+            .status();
+        let output = capture.wait_with_output().expect("the capture");
+        let mut micros = request_to_reply(&String::from_utf8_lossy(&output.stdout), &ip);
+        micros.sort_by(f64::total_cmp);
+        if micros.is_empty() {
+            println!("ARP request to reply, {what}: no pairs captured");
             continue;
         }
         println!(
-            "ARP request to reply, {what}: {} replies, p50 {:.0} us, p99 {:.0} us",
-            times.len(),
-            times[times.len() / 2],
-            times[(times.len() * 99 / 100).min(times.len() - 1)]
+            "ARP request to reply on the node, {what}: {} pairs, p50 {:.0} us, p99 {:.0} us",
+            micros.len(),
+            micros[micros.len() / 2],
+            micros[(micros.len() * 99 / 100).min(micros.len() - 1)]
         );
     }
+}
+
+/// Pairs each captured request for `ip` with the next reply for it; microseconds between them.
+fn request_to_reply(capture: &str, ip: &str) -> Vec<f64> {
+    let mut pending: Option<f64> = None;
+    let mut micros = Vec::new();
+    for line in capture.lines() {
+        let Some((time, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(time) = time.parse::<f64>() else {
+            continue;
+        };
+        if rest.contains(&format!("Request who-has {ip} ")) {
+            pending = Some(time);
+        } else if rest.contains(&format!("Reply {ip} is-at"))
+            && let Some(asked) = pending.take()
+        {
+            micros.push((time - asked) * 1e6);
+        }
+    }
+    micros
 }
 
 async fn rss_with_1000_addresses(lab: &Lab) {
