@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use herald_tests::eventually;
 use herald_tests::lab::{Lab, WAIT, services, winner_index};
+use serde_json::json;
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
@@ -334,4 +335,39 @@ async fn a_node_whose_link_goes_down_is_replaced_and_one_node_answers_after_it_r
     lab.nodes[winner].1.link_up();
     // Back on the link, the node rejoins; whoever wins, exactly one node answers.
     lab.settled("web", "192.0.2.235").await;
+}
+
+#[tokio::test]
+async fn interfaces_an_advertisement_does_not_name_stay_silent() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let lab = lab("l2-iface", 2).await;
+    lab.service("web", &["192.0.2.238"], false, &[0]).await;
+    lab.settled("web", "192.0.2.238").await;
+    // Only an interface the nodes do not have may answer now: eth0 goes quiet.
+    let advertisement = json!({
+        "apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+        "metadata": {"name": lab.pool},
+        "spec": {"ipAddressPools": [lab.pool], "interfaces": ["eth9"],
+                 "nodeSelectors": [{"matchLabels": {"herald-test": lab.cluster.namespace()}}]},
+    });
+    let resource = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "herald.dev",
+        "v1alpha1",
+        "L2Advertisement",
+    ));
+    kube::Api::<kube::core::DynamicObject>::all_with(lab.cluster.client(), &resource)
+        .patch(
+            &lab.pool,
+            &kube::api::PatchParams::apply("tests").force(),
+            &kube::api::Patch::Apply(&advertisement),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "silence on eth0", || async {
+        lab.arp_answers("192.0.2.238")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }

@@ -270,7 +270,8 @@ async fn apply(cluster: &TestCluster, object: Value) {
 
 async fn create_node(cluster: &TestCluster, name: &str, ip: Ipv4Addr) {
     let node: Node = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"herald-test": cluster.namespace()}},
+        "metadata": {"name": name, "labels": {"herald-test": cluster.namespace(),
+                                             "kubernetes.io/hostname": name}},
     }))
     .unwrap();
     let api: Api<Node> = Api::all(cluster.client());
