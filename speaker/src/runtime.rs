@@ -243,6 +243,7 @@ pub async fn run(
         announcing: BTreeSet::new(),
         answering: BTreeSet::new(),
         writes: FuturesUnordered::new(),
+        queued_writes: BTreeMap::new(),
         publisher: Publisher::new(client.clone(), "herald-speaker", &me),
         synced: BTreeSet::new(),
     };
@@ -297,6 +298,7 @@ pub async fn run(
             }
             _ = tick.tick() => {}
             Some((key, result)) = speaker.writes.next() => {
+                speaker.start_writes();
                 metrics.status_writes.inc();
                 if let Err(e) = result {
                     warn!(service = %key, error = %e, "writing the Announced condition failed");
@@ -325,6 +327,23 @@ pub async fn run(
     drop(responders);
     Ok(())
 }
+
+fn kube_event(warning: bool, reason: &str, note: &str) -> KubeEvent {
+    KubeEvent {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: "Announce".into(),
+        secondary: None,
+    }
+}
+
+/// Condition writes in flight at once.
+const WRITES_IN_FLIGHT: usize = 8;
 
 /// A task that stops when its owner drops it, whatever path the owner leaves by.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -357,6 +376,7 @@ struct Speaker {
     /// Addresses the responders answer for now (probed and announced).
     answering: BTreeSet<IpAddr>,
     writes: FuturesUnordered<Write>,
+    queued_writes: BTreeMap<ServiceKey, serde_json::Value>,
     publisher: Publisher,
     /// Watches that have listed once.
     synced: BTreeSet<&'static str>,
@@ -458,6 +478,22 @@ impl Speaker {
         match report {
             Report::Conflict { ip, interface, mac } => {
                 self.metrics.conflicts.inc();
+                // Reported on the pools too: whoever owns the LAN sees it there.
+                let note = format!(
+                    "{ip} is already used by {mac} on {interface} (seen by node {}); Services with it are not announced",
+                    self.me
+                );
+                for (pool, uid) in self.world.pools_holding(ip) {
+                    let regarding = ObjectReference {
+                        api_version: Some("herald.dev/v1alpha1".into()),
+                        kind: Some("IPAddressPool".into()),
+                        name: Some(pool),
+                        uid: Some(uid),
+                        ..ObjectReference::default()
+                    };
+                    self.publisher
+                        .submit(kube_event(true, "AddressConflict", &note), regarding);
+                }
                 self.conflicts.insert(
                     ip,
                     (mac.to_string(), interface, tokio::time::Instant::now()),
@@ -597,18 +633,8 @@ impl Speaker {
             uid: Some(facts.uid.clone()),
             ..ObjectReference::default()
         };
-        let event = KubeEvent {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note.into()),
-            action: "Announce".into(),
-            secondary: None,
-        };
-        self.publisher.submit(event, regarding);
+        self.publisher
+            .submit(kube_event(warning, reason, note), regarding);
     }
 
     /// Writes the Service's Announced condition when it differs from what it shows and from
@@ -649,18 +675,29 @@ impl Speaker {
                 "lastTransitionTime": since,
             }]},
         });
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let key = key.clone();
-        self.writes.push(Box::pin(async move {
-            let result = api
-                .patch_status(
-                    &key.name,
-                    &PatchParams::apply("herald-speaker").force(),
-                    &Patch::Apply(&body),
-                )
-                .await
-                .map(drop);
-            (key, result)
-        }));
+        self.queued_writes.insert(key.clone(), body);
+        self.start_writes();
+    }
+
+    /// Starts queued writes, a few at a time: a thousand at once would hold a thousand
+    /// requests' buffers (the latest body per Service is all that is kept).
+    fn start_writes(&mut self) {
+        while self.writes.len() < WRITES_IN_FLIGHT {
+            let Some((key, body)) = self.queued_writes.pop_first() else {
+                break;
+            };
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+            self.writes.push(Box::pin(async move {
+                let result = api
+                    .patch_status(
+                        &key.name,
+                        &PatchParams::apply("herald-speaker").force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .map(drop);
+                (key, result)
+            }));
+        }
     }
 }

@@ -42,6 +42,7 @@ pub struct World {
     /// Each Node's first InternalIP, where its speaker gossips.
     node_addresses: BTreeMap<String, IpAddr>,
     pools: BTreeMap<String, election::Pool>,
+    pool_uids: BTreeMap<String, String>,
     advertisements: BTreeMap<String, Advertisement>,
     services: BTreeMap<ServiceKey, ServiceFacts>,
     /// Per Service, per EndpointSlice name.
@@ -76,7 +77,10 @@ impl World {
                 self.nodes.retain(|name, _| kept("", name));
                 self.node_addresses.retain(|name, _| kept("", name));
             }
-            "pools" => self.pools.retain(|name, _| kept("", name)),
+            "pools" => {
+                self.pools.retain(|name, _| kept("", name));
+                self.pool_uids.retain(|name, _| kept("", name));
+            }
             "advertisements" => self.advertisements.retain(|name, _| kept("", name)),
             "services" => self
                 .services
@@ -133,6 +137,8 @@ impl World {
     /// Invalid pools (the controller reports them) announce nothing.
     pub fn apply_pool(&mut self, pool: &IPAddressPool) {
         let name = pool.name_any();
+        self.pool_uids
+            .insert(name.clone(), pool.metadata.uid.clone().unwrap_or_default());
         match PoolAddresses::parse(&pool.spec.addresses, pool.spec.avoid_buggy_ips) {
             Ok(addresses) => self.pools.insert(
                 name.clone(),
@@ -148,6 +154,7 @@ impl World {
 
     pub fn delete_pool(&mut self, name: &str) {
         self.pools.remove(name);
+        self.pool_uids.remove(name);
     }
 
     /// Reads an L2Advertisement; one with a malformed selector is left out, with the reason.
@@ -310,6 +317,20 @@ impl World {
             .iter()
             .filter(|(name, _)| name.as_str() != me)
             .map(|(_, ip)| SocketAddr::new(*ip, port))
+            .collect()
+    }
+
+    /// The pools (name, uid) that hold `ip`.
+    pub fn pools_holding(&self, ip: IpAddr) -> Vec<(String, String)> {
+        self.pools
+            .values()
+            .filter(|p| p.addresses.contains(ip))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    self.pool_uids.get(&p.name).cloned().unwrap_or_default(),
+                )
+            })
             .collect()
     }
 

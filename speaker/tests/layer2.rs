@@ -126,6 +126,25 @@ async fn an_address_another_host_uses_is_not_announced_and_the_conflict_is_repor
         lab.arp_answers("192.0.2.220").await,
         BTreeSet::from([squatter.mac.clone()])
     );
+    // The pool says so too, as an Event.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::all(lab.cluster.client());
+    let on_pool = eventually(WAIT, "an AddressConflict Event on the pool", || async {
+        let list = events
+            .list(&kube::api::ListParams::default().fields(&format!("regarding.name={}", lab.pool)))
+            .await
+            .ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("AddressConflict"))
+    })
+    .await;
+    assert!(
+        on_pool
+            .note
+            .unwrap_or_default()
+            .contains("192.0.2.220 is already used by")
+    );
 }
 
 #[tokio::test]
