@@ -613,7 +613,6 @@ impl Speaker {
         if alive.iter().next() == Some(&self.me) {
             for (key, outcome) in &outcomes {
                 if let Outcome::NotAnnounced(reason) = outcome {
-                    tracing::trace!(service = %key, %reason, "not announced");
                     self.write(key, (false, reason.reason().to_owned(), reason.to_string()));
                 }
             }

@@ -145,7 +145,6 @@ pub async fn run(
             }
             message = ndp.recv() => {
                 let (message, source) = message?;
-                debug!(%source, bytes = message.len(), kind = message.first().copied(), "ICMPv6 message");
                 if let Some(solicitation) = packet::parse_neighbor_solicitation(&message) {
                     let target = IpAddr::V6(solicitation.target);
                     match solicitation.solicitor(source) {
