@@ -250,65 +250,56 @@ async fn thirty_addresses_spread_over_three_nodes_and_a_lost_node_moves_only_its
     }
 }
 
-#[tokio::test]
-async fn a_node_cut_off_from_gossip_goes_quiet_and_never_answers_beside_another() {
+/// Cuts the answering node off with `rules` (nftables, in its own namespace) and checks that
+/// another node takes over and that, from then on, only that node answers, however often the
+/// client asks: the cut-off node fenced itself.
+async fn cut_off_the_winner(name: &str, ip: &str, rules: &[&str]) {
     let _one = ONE_AT_A_TIME.lock().await;
-    let lab = lab("l2-partition", 3).await;
-    lab.service("web", &["192.0.2.240"], false, &[0]).await;
-    let (winner, _) = lab.settled("web", "192.0.2.240").await;
-    // The winner stays on the LAN and reaches the API server, but its gossip is dropped.
+    let lab = lab(name, 3).await;
+    lab.service("web", &[ip], false, &[0]).await;
+    let (winner, _) = lab.settled("web", ip).await;
     let host = &lab.nodes[winner].1;
     host.run("nft", &["add", "table", "inet", "cut"]);
-    host.run(
-        "nft",
-        &["add chain inet cut input { type filter hook input priority 0 ; }"],
-    );
-    host.run(
-        "nft",
-        &["add chain inet cut output { type filter hook output priority 0 ; }"],
-    );
-    host.run("nft", &["add rule inet cut input udp dport 7946 drop"]);
-    host.run("nft", &["add rule inet cut output udp dport 7946 drop"]);
-    let (other, _) = eventually(WAIT, "another node to take over", || async {
-        let (node, message) = lab.settled("web", "192.0.2.240").await;
-        (node != winner).then_some((node, message))
+    for hook in ["input", "output"] {
+        let chain = format!("add chain inet cut {hook} {{ type filter hook {hook} priority 0 ; }}");
+        host.run("nft", &[&chain]);
+    }
+    for rule in rules {
+        host.run("nft", &[&format!("add rule inet cut {rule}")]);
+    }
+    let other = eventually(WAIT, "another node to take over", || async {
+        let (node, _) = lab.settled("web", ip).await;
+        (node != winner).then_some(node)
     })
     .await;
-    // From now on only the new owner answers, however often the client asks.
     for _ in 0..5 {
         assert_eq!(
-            lab.arp_answers("192.0.2.240").await,
+            lab.arp_answers(ip).await,
             BTreeSet::from([lab.nodes[other].1.mac.clone()])
         );
     }
 }
 
+/// Still on the LAN and reaching the API server, but its gossip is dropped.
+#[tokio::test]
+async fn a_node_cut_off_from_gossip_goes_quiet_and_never_answers_beside_another() {
+    cut_off_the_winner(
+        "l2-partition",
+        "192.0.2.240",
+        &["input udp dport 7946 drop", "output udp dport 7946 drop"],
+    )
+    .await;
+}
+
+/// Neither gossip nor the API server (192.0.2.2:6443) gets through any more.
 #[tokio::test]
 async fn a_node_cut_off_from_gossip_and_the_api_server_goes_quiet() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let lab = lab("l2-isolated", 3).await;
-    lab.service("web", &["192.0.2.242"], false, &[0]).await;
-    let (winner, _) = lab.settled("web", "192.0.2.242").await;
-    // Neither gossip nor the API server (on 192.0.2.2:6443) gets through any more.
-    let host = &lab.nodes[winner].1;
-    host.run("nft", &["add", "table", "inet", "cut"]);
-    host.run(
-        "nft",
-        &["add chain inet cut output { type filter hook output priority 0 ; }"],
-    );
-    host.run("nft", &["add rule inet cut output udp dport 7946 drop"]);
-    host.run("nft", &["add rule inet cut output tcp dport 6443 drop"]);
-    let (other, _) = eventually(WAIT, "another node to take over", || async {
-        let (node, message) = lab.settled("web", "192.0.2.242").await;
-        (node != winner).then_some((node, message))
-    })
+    cut_off_the_winner(
+        "l2-isolated",
+        "192.0.2.242",
+        &["output udp dport 7946 drop", "output tcp dport 6443 drop"],
+    )
     .await;
-    for _ in 0..5 {
-        assert_eq!(
-            lab.arp_answers("192.0.2.242").await,
-            BTreeSet::from([lab.nodes[other].1.mac.clone()])
-        );
-    }
 }
 
 #[tokio::test]
