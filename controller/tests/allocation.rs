@@ -57,8 +57,8 @@ async fn a_service_gets_the_lowest_free_address_with_a_condition_and_an_event() 
     assert_eq!(ingress.ip_mode.as_deref(), Some("VIP"));
     let condition = allocated(&web).unwrap();
     assert_eq!(
-        (condition.status.as_str(), condition.reason.as_str()),
-        ("True", "Allocated")
+        (condition.status, condition.reason.as_str()),
+        (true, "Allocated")
     );
     assert_eq!(condition.message, format!("192.0.2.10 from pool {lan:?}"));
     assert_eq!(
@@ -87,7 +87,7 @@ async fn a_full_pool_says_so_and_freed_or_added_addresses_go_to_waiting_services
     addresses(&cluster, "a").await;
     addresses(&cluster, "b").await;
     let waiting = condition(&cluster, "c", "PoolExhausted").await;
-    assert_eq!(waiting.status, "False");
+    assert!(!waiting.status);
     assert_eq!(
         waiting.message,
         "every pool that may serve this Service is out of IPv4 addresses"

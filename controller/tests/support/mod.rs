@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use herald_controller::status::Condition;
 use herald_tests::{Process, TestCluster, eventually, free_port};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -140,14 +140,7 @@ pub fn ingress(service: &Service) -> Vec<IpAddr> {
 }
 
 pub fn allocated(service: &Service) -> Option<Condition> {
-    service
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "herald.dev/Allocated")
-        .cloned()
+    herald_controller::status::allocated_condition(service)
 }
 
 /// Waits until the Service shows addresses and returns them.
