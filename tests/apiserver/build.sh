@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds herald-test-apiserver (kube-apiserver + embedded etcd + kubectl) into
+# Builds herald-test-apiserver (kube-apiserver + embedded etcd, kubectl, kube-proxy) into
 # a cache directory outside the repository, keyed by a hash of the sources,
-# and prints that directory (which also holds a "kubectl" symlink) as the only
+# and prints that directory (which also holds "kubectl" and "kube-proxy" symlinks) as the only
 # line on stdout. A warm cache makes this a no-op.
 set -euo pipefail
 export LC_ALL=C # stable glob order for the hash
@@ -38,8 +38,10 @@ if [[ ! -x "$bin" ]]; then
   # Older builds are 100+ MiB each and nothing uses them any more.
   find "$(dirname "$out")" -maxdepth 1 -name 'apiserver-*' ! -path "$out" -exec rm -rf {} + 2>/dev/null || true
 fi
-if [[ ! -L "$out/kubectl" ]]; then
-  ln -sfn herald-test-apiserver "$out/kubectl.$$"
-  mv -fT "$out/kubectl.$$" "$out/kubectl"
-fi
+for tool in kubectl kube-proxy; do
+  if [[ ! -L "$out/$tool" ]]; then
+    ln -sfn herald-test-apiserver "$out/$tool.$$"
+    mv -fT "$out/$tool.$$" "$out/$tool"
+  fi
+done
 echo "$out"

@@ -1,7 +1,7 @@
 // Command herald-test-apiserver runs a real kube-apiserver backed by an
 // in-process etcd for Herald's integration tests. The same binary mints
-// client kubeconfigs and is kubectl (as a subcommand, or when invoked under
-// the name "kubectl").
+// client kubeconfigs, and is kubectl and kube-proxy (as subcommands, or when
+// invoked under those names).
 package main
 
 import (
@@ -18,11 +18,16 @@ const usage = `usage:
                               [--secure-port N] [--service-cluster-ip-range CIDRS] [--stop-on-stdin-eof]
   herald-test-apiserver kubeconfig --data-dir DIR --user NAME [--group G]... [--out FILE]
   herald-test-apiserver kubectl ARGS...    (or invoke the binary as "kubectl")
+  herald-test-apiserver kube-proxy ARGS... (or invoke the binary as "kube-proxy")
 `
 
 func main() {
-	if filepath.Base(os.Args[0]) == "kubectl" {
+	switch filepath.Base(os.Args[0]) {
+	case "kubectl":
 		runKubectl(os.Args[1:])
+		return
+	case "kube-proxy":
+		runKubeProxy(os.Args[1:])
 		return
 	}
 	if len(os.Args) < 2 {
@@ -37,6 +42,8 @@ func main() {
 		err = kubeconfig(args)
 	case "kubectl":
 		runKubectl(args)
+	case "kube-proxy":
+		runKubeProxy(args)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(os.Stdout, usage)
 	default:
