@@ -15,6 +15,10 @@ use crate::lan::Host;
 pub const API_PORT: u16 = 6443;
 
 pub struct ApiBridge {
+    /// The server's URL as the LAN's hosts reach it.
+    url: String,
+    /// The namespace of the host serving it, which names the kubeconfigs written for it.
+    netns: String,
     kubeconfig: PathBuf,
     socket: PathBuf,
     children: Vec<Child>,
@@ -23,19 +27,12 @@ pub struct ApiBridge {
 impl ApiBridge {
     /// Serves the API on `host`'s IPv4 address, port [`API_PORT`].
     pub fn new(server: &ApiServer, host: &Host) -> ApiBridge {
-        let admin =
-            std::fs::read_to_string(server.kubeconfig_path()).expect("the admin kubeconfig");
-        let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).expect("a kubeconfig");
-        let cluster = &mut config["clusters"][0]["cluster"];
-        let loopback = cluster["server"].as_str().expect("a server URL").to_owned();
+        let admin: serde_yaml::Value = read_kubeconfig(&server.kubeconfig_path());
+        let loopback = admin["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("a server URL");
         let port = loopback.rsplit(':').next().expect("a port").to_owned();
-        cluster["server"] = format!("https://{}:{API_PORT}", host.ipv4).into();
-        cluster["tls-server-name"] = "localhost".into();
         let dir = server.data_dir().to_owned();
-        let kubeconfig = dir.join(format!("kubeconfig-lan-{}", host.netns));
-        std::fs::write(&kubeconfig, serde_yaml::to_string(&config).expect("YAML"))
-            .expect("writing the LAN kubeconfig");
-
         let socket = dir.join(format!("api-{}.sock", host.netns));
         let _ = std::fs::remove_file(&socket);
         let root_side = Command::new("socat")
@@ -63,17 +60,43 @@ impl ApiBridge {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        ApiBridge {
-            kubeconfig,
+        let mut bridge = ApiBridge {
+            url: format!("https://{}:{API_PORT}", host.ipv4),
+            netns: host.netns.clone(),
+            kubeconfig: PathBuf::new(),
             socket,
             children: vec![root_side, lan_side],
-        }
+        };
+        bridge.kubeconfig = bridge.for_lan(&server.kubeconfig_path());
+        bridge
     }
 
     /// A cluster-admin kubeconfig for processes on the LAN.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
+
+    /// A copy of `kubeconfig` (one of the server's, for any identity) that reaches the server
+    /// through this bridge: `<kubeconfig>-<serving host's namespace>`, next to it.
+    pub fn for_lan(&self, kubeconfig: &Path) -> PathBuf {
+        let mut config = read_kubeconfig(kubeconfig);
+        let cluster = &mut config["clusters"][0]["cluster"];
+        cluster["server"] = self.url.clone().into();
+        cluster["tls-server-name"] = "localhost".into();
+        let mut path = kubeconfig.as_os_str().to_owned();
+        path.push(format!("-{}", self.netns));
+        let path = PathBuf::from(path);
+        std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML"))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+}
+
+fn read_kubeconfig(path: &Path) -> serde_yaml::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
+    serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("kubeconfig {} is not YAML: {e}", path.display()))
 }
 
 impl Drop for ApiBridge {

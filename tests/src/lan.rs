@@ -143,6 +143,27 @@ impl Lan {
         host
     }
 
+    /// Adds a namespace `name` (unique on the LAN) behind `host`, not on the LAN itself: a veth
+    /// pair joins its `eth0` to `port` in the host's namespace; both ends are down and without
+    /// addresses, loopback is up. For the networks a host routes to, such as a node's pods.
+    /// Returns the namespace's name; it is deleted with the LAN.
+    pub fn add_behind(&mut self, host: &Host, name: &str, port: &str) -> String {
+        check_name(name);
+        let netns = format!("{}{name}", self.prefix);
+        assert!(
+            !self.namespaces.contains(&netns),
+            "{}: name {name:?} is taken",
+            self.prefix
+        );
+        self.add_netns(&netns);
+        ip_n(
+            &host.netns,
+            &format!("link add {port} type veth peer name {ETH} netns {netns}"),
+        );
+        ip_n(&netns, "link set lo up");
+        netns
+    }
+
     pub fn host(&self, name: &str) -> &Host {
         self.hosts
             .iter()
@@ -479,7 +500,7 @@ fn check_name(name: &str) {
     );
 }
 
-fn netns_exec(netns: &str, program: &str) -> Command {
+pub(crate) fn netns_exec(netns: &str, program: &str) -> Command {
     let mut command = Command::new("ip");
     command.args(["netns", "exec", netns, program]);
     command
@@ -487,7 +508,7 @@ fn netns_exec(netns: &str, program: &str) -> Command {
 
 /// `ip -n <netns> <args>`, `args` split on spaces (`-n` is cheaper than `ip netns exec`: no
 /// mount namespace).
-fn ip_n(netns: &str, args: &str) -> String {
+pub(crate) fn ip_n(netns: &str, args: &str) -> String {
     run(
         Command::new("ip")
             .args(["-n", netns])
@@ -496,7 +517,7 @@ fn ip_n(netns: &str, args: &str) -> String {
     )
 }
 
-fn sysctl(netns: &str, settings: &[&str]) {
+pub(crate) fn sysctl(netns: &str, settings: &[&str]) {
     run(netns_exec(netns, "sysctl").arg("-qw").args(settings), netns);
 }
 
@@ -533,7 +554,9 @@ fn netns_list() -> Vec<String> {
 }
 
 /// Deletes the namespaces made here by processes that are gone (a crashed or killed test run).
-fn remove_leftovers() {
+/// Deletes the namespaces (and kills the processes in them) that LANs of processes that are
+/// gone left behind.
+pub fn remove_leftovers() {
     for netns in netns_list() {
         let Some(owner) = owner(&netns) else {
             continue;

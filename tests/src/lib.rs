@@ -9,6 +9,7 @@
 
 pub mod bridge;
 pub mod lab;
+pub mod lab_cluster;
 pub mod lan;
 
 use std::io::Read;
@@ -240,6 +241,12 @@ impl ApiServer {
         Ok(Client::try_from(config)?)
     }
 
+    /// The folder holding the server's binary, and `kubectl` and `kube-proxy` (the same binary
+    /// under those names).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
     /// The server's folder: its certificates, kubeconfigs and logs.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -396,20 +403,32 @@ impl ApiServer {
             .unwrap_or_default();
         let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
         let log = self.data_dir.join(format!("{name}-{n}.log"));
-        let file = std::fs::File::create(&log).expect("a log file");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("--kubeconfig")
             .arg(self.kubeconfig_path())
-            .args(args)
-            .stdout(file.try_clone().expect("a log file handle"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        Process { name, child, log }
+            .args(args);
+        Process::spawn(&name, command, log)
     }
 }
 
 impl Process {
+    /// Starts `command` (a program and its arguments) with its output going to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let child = command
+            .stdout(file.try_clone().expect("a log file handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} ({command:?}): {e}"));
+        Process {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
     /// Stops the process with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
