@@ -291,22 +291,24 @@ impl Lab {
 
     /// The node fails as a machine does when it loses power: its LAN link goes down, and its
     /// speaker and kube-proxy die. Its pods stay as they were: without a node controller,
-    /// nothing marks them unready.
-    pub fn fail_node(&mut self, i: usize) {
+    /// nothing marks them unready. Returns when the link went down, in µs since the Unix epoch.
+    pub fn fail_node(&mut self, i: usize) -> u128 {
         let node = &mut self.nodes[i];
         node.host.link_down();
-        for process in [node.speaker.take(), node.kube_proxy.take()]
+        let failed_at = now_micros();
+        for mut process in [node.speaker.take(), node.kube_proxy.take()]
             .into_iter()
             .flatten()
         {
-            let mut process = process;
             process.kill();
         }
+        failed_at
     }
 
     /// Brings a failed node back: link up, speaker and kube-proxy started again.
     pub async fn restore_node(&mut self, i: usize) {
         self.nodes[i].host.link_up();
+        route_pods(&self.nodes, i);
         self.start_speaker(i);
         self.start_kube_proxy(i);
         self.wait_for_kube_proxy(i).await;
@@ -511,6 +513,40 @@ impl Lab {
         Probe { child, samples }
     }
 
+    /// Waits until the Service's condition names a live node, the client reaches `ip`, and the
+    /// client's neighbour entry for `ip` holds that node's MAC, all still so a while later (a
+    /// node that came back takes its addresses back after its conflict probe); returns the
+    /// node.
+    pub async fn settled(&self, service: &str, ip: IpAddr) -> usize {
+        let answering = || async {
+            let node = self.announcer(service).await;
+            self.curl(ip).ok()?;
+            (self.neighbour_node(ip) == Some(node)).then_some(node)
+        };
+        eventually(
+            WAIT,
+            &format!("{service} to settle on one node for {ip}"),
+            || async {
+                let before = answering().await?;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                (answering().await? == before).then_some(before)
+            },
+        )
+        .await
+    }
+
+    /// Fails node `i` under a steady stream of requests from the client to `ip` (one every
+    /// 5 ms, each on a new connection) and returns how long after the failure the first
+    /// request sent after it succeeded, with that request's response.
+    pub async fn failover(&mut self, ip: IpAddr, i: usize) -> (Duration, String) {
+        let probe = self.probe(ip, Duration::from_millis(5), Duration::from_millis(500));
+        probe.first_success_after(now_micros(), WAIT).await;
+        let failed_at = self.fail_node(i);
+        let back = probe.first_success_after(failed_at, WAIT).await;
+        let gap = Duration::from_micros((back.done - failed_at) as u64);
+        (gap, back.outcome.unwrap_or_default())
+    }
+
     /// Where the node's pod networks are, for the messages that show which node a request
     /// came through.
     pub fn node_of_address(&self, ip: IpAddr) -> Option<usize> {
@@ -527,6 +563,28 @@ impl Lab {
             command,
             self.config.log_dir.join(format!("{name}.log")),
         )
+    }
+}
+
+/// What a lab pod answers: `<pod> on <node> saw <address>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub pod: String,
+    /// The Node object's name.
+    pub node: String,
+    /// The address the pod saw the request come from.
+    pub saw: IpAddr,
+}
+
+impl Reply {
+    pub fn parse(body: &str) -> Option<Reply> {
+        let (pod, rest) = body.trim().split_once(" on ")?;
+        let (node, saw) = rest.split_once(" saw ")?;
+        Some(Reply {
+            pod: pod.to_string(),
+            node: node.to_string(),
+            saw: saw.parse().ok()?,
+        })
     }
 }
 
@@ -626,10 +684,23 @@ fn wire_node(nodes: &[LabNode], i: usize) {
     ip_n(netns, &format!("address add {}/28 dev cni0", gateway_v4(i)));
     ip_n(netns, &format!("address add {}/64 dev cni0", gateway_v6(i)));
     ip_n(netns, "link set cni0 up");
+    route_pods(nodes, i);
+}
+
+/// Routes node `i` to the other nodes' pods through their LAN addresses. The kernel drops
+/// these routes when the LAN link goes down, so a node coming back needs them again.
+fn route_pods(nodes: &[LabNode], i: usize) {
+    let netns = &nodes[i].host.netns;
     for (k, other) in nodes.iter().enumerate().filter(|(k, _)| *k != i) {
         let (v4, v6) = pod_cidrs(k);
-        ip_n(netns, &format!("route add {v4} via {}", other.host.ipv4));
-        ip_n(netns, &format!("-6 route add {v6} via {}", other.host.ipv6));
+        ip_n(
+            netns,
+            &format!("route replace {v4} via {}", other.host.ipv4),
+        );
+        ip_n(
+            netns,
+            &format!("-6 route replace {v6} via {}", other.host.ipv6),
+        );
     }
 }
 

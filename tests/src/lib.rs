@@ -76,10 +76,15 @@ pub async fn api_server() -> &'static ApiServer {
 
 /// A namespace of the test's own on the shared API server, and a client for it.
 pub async fn test_cluster(test: &str) -> TestCluster {
+    let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
+    cluster_in(&format!("{test}-{}-{n}", std::process::id()).replace('_', "-")).await
+}
+
+/// The shared API server with a new namespace named `namespace`, and a client for it.
+pub async fn cluster_in(namespace: &str) -> TestCluster {
     let server = api_server().await;
     let client = server.client().await.unwrap_or_else(|e| panic!("{e}"));
-    let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
-    let namespace = format!("{test}-{}-{n}", std::process::id()).replace('_', "-");
+    let namespace = namespace.to_string();
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "metadata": { "name": namespace }
     }))

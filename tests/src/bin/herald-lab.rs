@@ -1,0 +1,441 @@
+//! `herald-lab`: Herald running for real on this machine (see `herald_tests::lab_cluster`), with
+//! a demo to watch. `scripts/lab` builds everything and runs it.
+//!
+//! - `up`: stops a lab left running, starts a new one in the background (`serve`), shows its
+//!   demo as it runs, and returns once the demo is over; the lab stays up.
+//! - `down`: stops the lab and removes every namespace, process and file it made.
+//! - `bench`: failover through real traffic, over many trials, on a lab of its own.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use herald_tests::lab_cluster::{Binaries, Lab, LabConfig};
+use herald_tests::{cluster_in, lan};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(about = "Herald's lab: a cluster made of network namespaces on this machine")]
+struct Cli {
+    /// Where the running lab keeps its PID, logs, kubeconfig and helper commands.
+    #[arg(long, global = true, default_value = "/run/herald-lab")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Start the lab in the background and show the demo.
+    Up,
+    /// Stop the lab and remove everything it made.
+    Down,
+    /// Measure failover through real traffic, on a lab of its own.
+    Bench {
+        /// Node failures per Service.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
+    /// Run the lab in the foreground (what `up` starts in the background).
+    #[command(hide = true)]
+    Serve,
+}
+
+const NAMESPACE: &str = "demo";
+const CLUSTER_SERVICE: &str = "echo-cluster";
+const LOCAL_SERVICE: &str = "echo-local";
+/// The line `serve` prints when the demo is over, which ends `up`.
+const DEMO_DONE: &str = "The lab stays up.";
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Action::Up => up(&cli.state_dir).await,
+        Action::Down => down(&cli.state_dir),
+        Action::Serve => serve(&cli.state_dir).await,
+        Action::Bench { trials } => bench(trials).await,
+    }
+}
+
+#[expect(
+    clippy::zombie_processes,
+    reason = "the lab outlives this command on purpose; init reaps it"
+)]
+async fn up(state: &Path) {
+    down(state);
+    std::fs::create_dir_all(state.join("logs"))
+        .unwrap_or_else(|e| panic!("creating {}: {e}", state.display()));
+    let log_path = state.join("lab.log");
+    let log = std::fs::File::create(&log_path)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
+    // A session of its own, so that the lab outlives this command and its terminal.
+    let mut serve = Command::new("setsid")
+        .arg(std::env::current_exe().expect("this program's path"))
+        .arg("--state-dir")
+        .arg(state)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("a log file handle"))
+        .stderr(log)
+        .spawn()
+        .expect("starting the lab");
+    std::fs::write(state.join("pid"), serve.id().to_string()).expect("writing the lab's PID");
+
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    let mut shown = 0;
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        print!("{}", &text[shown..]);
+        shown = text.len();
+        if text.contains(DEMO_DONE) {
+            return;
+        }
+        if !matches!(serve.try_wait(), Ok(None)) {
+            eprintln!(
+                "\nThe lab stopped before the demo was over. Its processes' logs are in {}; \
+                 `./scripts/lab down` removes them.",
+                state.join("logs").display()
+            );
+            std::process::exit(1);
+        }
+        tokio::select! {
+            _ = interrupt.recv() => {
+                println!("\nInterrupted: stopping the lab.");
+                down(state);
+                std::process::exit(130);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// Stops the lab `serve` process (SIGTERM: it removes what it made), then whatever a lab that
+/// could not clean up left: namespaces, its API bridge, the state folder.
+fn down(state: &Path) {
+    let pid = std::fs::read_to_string(state.join("pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok());
+    if let Some(pid) = pid.filter(|pid| running(*pid)) {
+        println!("Stopping the lab (PID {pid})...");
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        for _ in 0..200 {
+            if !running(pid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if running(pid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+    lan::remove_leftovers();
+    if let Ok(data_dir) = std::fs::read_to_string(state.join("api-data-dir")) {
+        // The root side of the API bridge, if the lab died before it could stop it.
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("UNIX-LISTEN:{}", data_dir.trim())])
+            .status();
+    }
+    if state.exists() {
+        std::fs::remove_dir_all(state)
+            .unwrap_or_else(|e| panic!("removing {}: {e}", state.display()));
+    }
+}
+
+fn running(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped) is not running.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| !s.trim_start().starts_with('Z'))
+    })
+}
+
+async fn start_lab(name: &str, namespace: &str, log_dir: PathBuf) -> Lab {
+    let cluster = cluster_in(namespace).await;
+    let profile_dir = std::env::current_exe()
+        .expect("this program's path")
+        .parent()
+        .expect("a folder")
+        .to_owned();
+    let binaries = Binaries::in_dir(&profile_dir, cluster.server());
+    Lab::start(
+        cluster,
+        LabConfig {
+            name: name.to_string(),
+            nodes: 3,
+            pods_per_node: 1,
+            log_dir,
+            binaries,
+        },
+    )
+    .await
+}
+
+async fn serve(state: &Path) {
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    tokio::select! {
+        lab = demo(state) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            println!("Stopping: removing the lab's processes and namespaces.");
+            drop(lab);
+        }
+        _ = terminate.recv() => println!("Stopped during the demo."),
+        _ = interrupt.recv() => println!("Stopped during the demo."),
+    }
+}
+
+/// Starts the lab and walks through what Herald does in it; returns the running lab.
+async fn demo(state: &Path) -> Lab {
+    step("Starting the lab");
+    say(
+        "A real kube-apiserver (with etcd), herald-controller on the control-plane host, and three",
+    );
+    say(
+        "nodes, each running herald-speaker, the real kube-proxy (iptables mode) and one pod of an",
+    );
+    say("echo server that replies with the address it sees the caller as. A client host sends the");
+    say("traffic. Every host is a network namespace on one bridge (documentation addresses only):");
+    let mut lab = start_lab("lab", NAMESPACE, state.join("logs")).await;
+    write_explore_helpers(state, &lab);
+    say(&format!(
+        "  control plane {}   client {}",
+        lab.control_plane.ipv4, lab.client.ipv4
+    ));
+    for node in &lab.nodes {
+        let pods: Vec<String> = node
+            .pods
+            .iter()
+            .map(|p| format!("{} {} {}", p.name, p.ipv4, p.ipv6))
+            .collect();
+        say(&format!(
+            "  {} {} {} (MAC {})   pods: {}",
+            node.name,
+            node.host.ipv4,
+            node.host.ipv6,
+            node.host.mac,
+            pods.join(", ")
+        ));
+    }
+    pause().await;
+
+    step("A pool of addresses, and two LoadBalancer Services over the echo pods");
+    kubectl(&lab, &["get", "ipaddresspools,l2advertisements"]);
+    lab.create_service(CLUSTER_SERVICE, false).await;
+    lab.create_service(LOCAL_SERVICE, true).await;
+    let cluster_ips = lab.addresses(CLUSTER_SERVICE).await;
+    let local_ips = lab.addresses(LOCAL_SERVICE).await;
+    kubectl(&lab, &["get", "svc", "-n", NAMESPACE, "-o", "wide"]);
+    pause().await;
+
+    step("Which node answers for each address, and why (the herald.dev/Announced condition)");
+    for service in [CLUSTER_SERVICE, LOCAL_SERVICE] {
+        let message = lab.announced(service, "Announced").await;
+        say(&format!("  {service}: {message}"));
+    }
+    pause().await;
+
+    step("The client reaches both Services, over IPv4 and IPv6");
+    for (service, ips) in [(CLUSTER_SERVICE, &cluster_ips), (LOCAL_SERVICE, &local_ips)] {
+        let node = lab.settled(service, ips[0]).await;
+        for ip in ips.iter() {
+            say(&format!(
+                "  curl {:<16} ({service}) → {}",
+                ip.to_string(),
+                lab.curl(*ip).unwrap_or_else(|e| format!("failed: {e}"))
+            ));
+        }
+        say(&format!(
+            "  the client's neighbour entry for {} is {}'s MAC {}",
+            ips[0], lab.nodes[node].name, lab.nodes[node].host.mac
+        ));
+    }
+    say(&format!(
+        "  {LOCAL_SERVICE} (externalTrafficPolicy: Local): the pod saw the client's own address, {}.",
+        lab.client.ipv4
+    ));
+    say(&format!(
+        "  {CLUSTER_SERVICE} (Cluster): kube-proxy masqueraded the request, so the pod saw a node's address."
+    ));
+    pause().await;
+
+    step("The node answering for echo-cluster fails");
+    let ip = cluster_ips[0];
+    let node = lab.settled(CLUSTER_SERVICE, ip).await;
+    say(&format!(
+        "  The client sends a request to {ip} every 5 ms, each on a new connection. Now {} loses",
+        lab.nodes[node].name
+    ));
+    say("  its link and its speaker and kube-proxy die, as when a machine loses power.");
+    let (gap, response) = lab.failover(ip, node).await;
+    say(&format!(
+        "  Traffic flowed again {} ms after the failure: {response}",
+        gap.as_millis()
+    ));
+    let now = lab.announcer(CLUSTER_SERVICE).await;
+    say(&format!(
+        "  {} answers now: {}",
+        lab.nodes[now].name,
+        lab.announced(CLUSTER_SERVICE, "Announced").await
+    ));
+    if let Some(neighbour) = lab.neighbour_node(ip) {
+        say(&format!(
+            "  The client's neighbour entry for {ip} moved to {}'s MAC {}.",
+            lab.nodes[neighbour].name, lab.nodes[neighbour].host.mac
+        ));
+    }
+    say("  Until Kubernetes marks the failed node's pod unready (the node controller waits about");
+    say("  40 s), some requests still go to it and time out; the lab marks it unready now.");
+    lab.set_pod_ready(node, 0, false, &[CLUSTER_SERVICE, LOCAL_SERVICE])
+        .await;
+    pause().await;
+
+    step("The node comes back");
+    lab.restore_node(node).await;
+    lab.set_pod_ready(node, 0, true, &[CLUSTER_SERVICE, LOCAL_SERVICE])
+        .await;
+    let back = lab.settled(CLUSTER_SERVICE, ip).await;
+    say(&format!(
+        "  {} is back; {ip} is answered by {} (each address has one preferred node among the",
+        lab.nodes[node].name, lab.nodes[back].name
+    ));
+    say("  live ones, so addresses go back when their node does).");
+    explore(state, &lab, &cluster_ips, &local_ips);
+    lab
+}
+
+fn explore(state: &Path, lab: &Lab, cluster_ips: &[IpAddr], local_ips: &[IpAddr]) {
+    step("Explore");
+    let bin = state.join("bin");
+    say(&format!("  source {}", state.join("env").display()));
+    say(&format!("  kubectl get svc -n {NAMESPACE}"));
+    say(&format!(
+        "  kubectl describe svc -n {NAMESPACE} {LOCAL_SERVICE}"
+    ));
+    say("  kubectl get ipaddresspools -o wide");
+    say(&format!("  kubectl get events -n {NAMESPACE}"));
+    say(&format!(
+        "  lab-client curl http://{}/      lab-client curl 'http://[{}]/'",
+        cluster_ips[0], local_ips[1]
+    ));
+    say("  lab-client ip neigh             lab-node0 iptables-save -t nat | grep KUBE-EXT");
+    say(&format!(
+        "  (lab-<host> runs a command on that host; hosts: {}; they are in {})",
+        std::iter::once("cp")
+            .chain(std::iter::once("client"))
+            .chain(lab.nodes.iter().map(|n| n.host.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        bin.display()
+    ));
+    say(&format!(
+        "  Logs of every process: {}",
+        state.join("logs").display()
+    ));
+    say("  Stop the lab and remove everything it made: ./scripts/lab down");
+    say("");
+    say(DEMO_DONE);
+}
+
+/// `env` (KUBECONFIG and PATH) and `bin/`: kubectl and one `lab-<host>` command per host.
+fn write_explore_helpers(state: &Path, lab: &Lab) {
+    let bin = state.join("bin");
+    std::fs::create_dir_all(&bin).expect("creating the lab's bin folder");
+    let server = lab.cluster.server();
+    std::os::unix::fs::symlink(server.bin_dir().join("kubectl"), bin.join("kubectl"))
+        .expect("linking kubectl");
+    let hosts = [&lab.control_plane, &lab.client]
+        .into_iter()
+        .chain(lab.nodes.iter().map(|n| &n.host));
+    for host in hosts {
+        let path = bin.join(format!("lab-{}", host.name));
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nexec ip netns exec {} \"$@\"\n", host.netns),
+        )
+        .expect("writing a host command");
+        let _ = Command::new("chmod").arg("+x").arg(&path).status();
+    }
+    std::fs::write(
+        state.join("env"),
+        format!(
+            "export KUBECONFIG={}\nexport PATH={}:\"$PATH\"\n",
+            server.kubeconfig_path().display(),
+            bin.display()
+        ),
+    )
+    .expect("writing the lab's env file");
+    std::fs::write(
+        state.join("api-data-dir"),
+        server.data_dir().display().to_string(),
+    )
+    .expect("writing the API server's folder");
+}
+
+/// Fails the node answering for each Service `trials` times under traffic, and prints the
+/// gaps' percentiles.
+async fn bench(trials: usize) {
+    let log_dir = tempfile::Builder::new()
+        .prefix("herald-lab-bench-")
+        .tempdir()
+        .expect("a folder for the benchmark's logs");
+    let mut lab = start_lab("bench", "bench", log_dir.path().to_owned()).await;
+    lab.create_service(CLUSTER_SERVICE, false).await;
+    lab.create_service(LOCAL_SERVICE, true).await;
+    println!(
+        "failover through real traffic: {trials} node failures per case (link down, speaker and \
+         kube-proxy killed); gap = failure → first request sent after it that succeeds (one every 5 ms)"
+    );
+    for (service, family) in [
+        (CLUSTER_SERVICE, 0),
+        (LOCAL_SERVICE, 0),
+        (CLUSTER_SERVICE, 1),
+    ] {
+        let ip = lab.addresses(service).await[family];
+        let mut gaps = Vec::new();
+        for _ in 0..trials {
+            let node = lab.settled(service, ip).await;
+            let (gap, _) = lab.failover(ip, node).await;
+            gaps.push(gap);
+            lab.restore_node(node).await;
+        }
+        gaps.sort();
+        let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q).round() as usize].as_millis();
+        println!(
+            "  {service:<13} {ip:<14} p50 {} ms  p99 {} ms  max {} ms",
+            at(0.5),
+            at(0.99),
+            gaps.last().map(Duration::as_millis).unwrap_or_default()
+        );
+    }
+}
+
+fn kubectl(lab: &Lab, args: &[&str]) {
+    say(&format!("  $ kubectl {}", args.join(" ")));
+    for line in lab.cluster.kubectl(args).lines() {
+        say(&format!("  {line}"));
+    }
+}
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Time to read a step before the next one.
+async fn pause() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
