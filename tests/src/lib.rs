@@ -8,6 +8,7 @@
 //! they never meet.
 
 pub mod bridge;
+pub mod install;
 pub mod lab;
 pub mod lab_cluster;
 pub mod lan;

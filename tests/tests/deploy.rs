@@ -1,0 +1,398 @@
+//! The install manifests (`deploy/`, the Helm chart) against the real API server, and the real
+//! controller running with exactly its ServiceAccount's permissions.
+//!
+//! Needs `HERALD_HELM` (the helm binary: `export HERALD_HELM=$(scripts/install-helm)`) and the
+//! debug `herald-controller` and `herald-speaker` beside this test's binary, which
+//! `cargo test --workspace` builds (alone: `cargo build -p herald-controller -p herald-speaker`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use herald_crds::IPAddressPool;
+use herald_tests::install::{self, CONTROLLER, NAMESPACE};
+use herald_tests::{TestCluster, eventually, free_port, test_cluster};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn helm() -> PathBuf {
+    let helm = std::env::var_os("HERALD_HELM").unwrap_or_else(|| {
+        panic!(
+            "HERALD_HELM is not set: these tests render the Helm chart with the real helm; run \
+             `export HERALD_HELM=$(scripts/install-helm)` first (scripts/test does)"
+        )
+    });
+    PathBuf::from(helm)
+}
+
+/// `helm template` of the chart into herald-system with `extra` arguments.
+fn helm_template(extra: &[&str]) -> String {
+    let output = Command::new(helm())
+        .current_dir(repo_root())
+        .args([
+            "template",
+            "herald",
+            "deploy/helm/herald",
+            "--namespace",
+            NAMESPACE,
+        ])
+        .args(extra)
+        .output()
+        .expect("running helm");
+    assert!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("helm prints UTF-8")
+}
+
+/// A workspace binary beside this test's binary (target/debug/deps/..).
+fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p {name}` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// Server-side applies `manifests` as a dry run and checks that every object was accepted.
+fn dry_run_apply(cluster: &TestCluster, manifests: &str) {
+    // Dry-run namespaced objects need their namespace to exist for real.
+    install::apply(
+        cluster.server(),
+        &[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})],
+    );
+    let objects = install::parse_documents(manifests).expect("the manifests parse");
+    assert!(
+        objects.len() > 10,
+        "only {} objects rendered",
+        objects.len()
+    );
+    let output = install::kubectl_with_input(
+        cluster.server(),
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=herald-tests",
+            "-f",
+            "-",
+        ],
+        manifests,
+    );
+    let accepted = output
+        .lines()
+        .filter(|l| l.ends_with("(server dry run)"))
+        .count();
+    assert_eq!(
+        accepted,
+        objects.len(),
+        "not every object was accepted:\n{output}"
+    );
+}
+
+#[tokio::test]
+async fn the_kustomize_base_is_accepted_by_the_api_server() {
+    let cluster = test_cluster("kustomize").await;
+    let manifests = cluster.kubectl(&["kustomize", &repo_root().join("deploy").to_string_lossy()]);
+    for kind in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "DaemonSet",
+        "PodDisruptionBudget",
+        "Service",
+    ] {
+        assert!(
+            manifests.contains(&format!("\nkind: {kind}\n")),
+            "the base has no {kind}"
+        );
+    }
+    dry_run_apply(&cluster, &manifests);
+}
+
+#[tokio::test]
+async fn the_chart_is_accepted_by_the_api_server_with_and_without_options() {
+    let cluster = test_cluster("chart").await;
+    dry_run_apply(&cluster, &helm_template(&["--include-crds"]));
+    let options = helm_template(&[
+        "--set",
+        "loadBalancerClass=example.com/herald,logFormat=json,metrics.services=false",
+        "--set",
+        "controller.podDisruptionBudget.enabled=false,speaker.nodeSelector.lb=yes",
+    ]);
+    assert!(options.contains("--load-balancer-class=example.com/herald"));
+    assert!(!options.contains("kind: PodDisruptionBudget"));
+    dry_run_apply(&cluster, &options);
+}
+
+#[test]
+fn the_kustomize_base_is_the_chart_with_its_defaults() {
+    let committed = std::fs::read_to_string(repo_root().join("deploy/herald.yaml"))
+        .expect("reading deploy/herald.yaml");
+    let rendered = helm_template(&[]);
+    assert!(
+        committed.lines().skip(1).eq(rendered.lines()),
+        "deploy/herald.yaml is not what the chart renders with its default values: run \
+         scripts/render-deploy and commit the result"
+    );
+    let crds = |dir: &str| -> BTreeMap<String, String> {
+        std::fs::read_dir(repo_root().join(dir))
+            .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+            .map(|entry| {
+                let path = entry.expect("a folder entry").path();
+                let name = path
+                    .file_name()
+                    .expect("a name")
+                    .to_string_lossy()
+                    .into_owned();
+                (
+                    name,
+                    std::fs::read_to_string(&path).expect("a readable CRD"),
+                )
+            })
+            .collect()
+    };
+    assert!(
+        crds("deploy/crds") == crds("deploy/helm/herald/crds"),
+        "the chart's crds/ differ from deploy/crds: run scripts/render-deploy and commit the result"
+    );
+}
+
+/// The container of the workload `kind` in deploy/herald.yaml: its binary and arguments.
+fn container(kind: &str) -> (String, Vec<String>) {
+    let object = install::deploy_objects()
+        .into_iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in deploy/herald.yaml"));
+    let container = &object["spec"]["template"]["spec"]["containers"][0];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    let command = strings(&container["command"]);
+    (command[0].clone(), strings(&container["args"]))
+}
+
+/// The `--flag` defaults that `binary --help` shows.
+fn defaults(binary: &Path) -> BTreeMap<String, String> {
+    let output = Command::new(binary)
+        .arg("--help")
+        .output()
+        .expect("--help runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let mut defaults = BTreeMap::new();
+    let mut flag = None;
+    for line in help.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("--") {
+            flag = rest.split([' ', '=']).next().map(str::to_owned);
+        }
+        if let (Some(flag), Some((_, value))) = (&flag, line.split_once("[default: ")) {
+            let value = value.split(']').next().unwrap_or_default();
+            defaults.insert(flag.clone(), value.to_owned());
+        }
+    }
+    defaults
+}
+
+/// Every flag the manifests pass is one the binary takes, with a value it accepts, and with
+/// the chart's default values each is the binary's own default (so a default changed in the
+/// code shows up here).
+#[test]
+fn the_manifests_pass_the_binaries_flags_with_their_defaults() {
+    for kind in ["Deployment", "DaemonSet"] {
+        let (command, args) = container(kind);
+        let binary = workspace_binary(command.trim_start_matches('/'));
+        let output = Command::new(&binary)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("the binary runs");
+        assert!(
+            output.status.success(),
+            "{command} refuses the {kind}'s arguments {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let defaults = defaults(&binary);
+        for arg in &args {
+            let (flag, value) = arg
+                .trim_start_matches("--")
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{kind} argument {arg} is not --flag=value"));
+            assert_eq!(
+                defaults.get(flag).map(String::as_str),
+                Some(value),
+                "the {kind} passes {arg}, but {command}'s default differs (defaults: {defaults:?})"
+            );
+        }
+    }
+}
+
+/// A pool for the test's namespace only, and a LoadBalancer Service of `class` in it.
+fn pool_and_service(cluster: &TestCluster, addresses: &str, class: &str) -> String {
+    let pool = cluster.unique_name("pool");
+    install::apply(
+        cluster.server(),
+        &[
+            json!({
+                "apiVersion": "herald.dev/v1alpha1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": pool},
+                "spec": {
+                    "addresses": [addresses],
+                    "serviceAllocation": {"namespaces": [cluster.namespace()]},
+                },
+            }),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": cluster.namespace()},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "loadBalancerClass": class,
+                    "ports": [{"port": 80, "protocol": "TCP"}],
+                    "selector": {"app": "web"},
+                },
+            }),
+        ],
+    );
+    pool
+}
+
+/// Starts the controller as ServiceAccount herald-controller of `namespace`.
+fn start_controller(cluster: &TestCluster, namespace: &str, class: &str) -> herald_tests::Process {
+    let kubeconfig = install::service_account_kubeconfig(cluster.server(), namespace, CONTROLLER);
+    let args: Vec<String> = [
+        "--metrics-bind-address",
+        &format!("127.0.0.1:{}", free_port()),
+        "--health-bind-address",
+        &format!("127.0.0.1:{}", free_port()),
+        "--lease-namespace",
+        namespace,
+        "--identity",
+        &format!("{namespace}-0"),
+        "--load-balancer-class",
+        class,
+        "--pool-status-interval-ms",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    install::run_as(
+        cluster.server(),
+        &workspace_binary("herald-controller"),
+        &kubeconfig,
+        &args,
+    )
+}
+
+async fn ingress_ip(cluster: &TestCluster) -> Option<String> {
+    let service = Api::<Service>::namespaced(cluster.client(), cluster.namespace())
+        .get("web")
+        .await
+        .ok()?;
+    service.status?.load_balancer?.ingress?.first()?.ip.clone()
+}
+
+#[tokio::test]
+async fn the_controller_allocates_with_only_its_service_accounts_permissions() {
+    let cluster = test_cluster("rbac").await;
+    install::install_rbac(cluster.server(), NAMESPACE);
+    let class = "herald.dev/rbac";
+    let mut controller = start_controller(&cluster, NAMESPACE, class);
+    let pool = pool_and_service(&cluster, "192.0.2.16/28", class);
+
+    let ip = eventually(WAIT, "an address for the Service", || ingress_ip(&cluster)).await;
+    assert_eq!(ip, "192.0.2.16");
+    // Pool status, Events and the leader Lease: every other rule is used too.
+    let pools: Api<IPAddressPool> = Api::all(cluster.client());
+    eventually(WAIT, "the pool's status to count it", || async {
+        let status = pools.get(&pool).await.ok()?.status?;
+        (status.assigned_ipv4 == Some(1)).then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(cluster.client(), cluster.namespace());
+    eventually(WAIT, "an IPAllocated Event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("IPAllocated"))
+            .then_some(())
+    })
+    .await;
+    let lease = Api::<Lease>::namespaced(cluster.client(), NAMESPACE)
+        .get(CONTROLLER)
+        .await
+        .expect("the leader Lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("herald-system-0")
+    );
+    assert!(controller.running(), "{}", controller.log_tail(40));
+    assert!(
+        !controller.log_tail(200).contains("forbidden"),
+        "the controller met a forbidden request:\n{}",
+        controller.log_tail(200)
+    );
+}
+
+#[tokio::test]
+async fn a_controller_missing_a_permission_says_which() {
+    let cluster = test_cluster("rbac-missing").await;
+    // Its own namespace (and so its own roles): the other RBAC test runs alongside.
+    let namespace = cluster.unique_name("herald");
+    let mut objects = install::rbac_objects(&namespace);
+    let rules = install::rules_mut(
+        &mut objects,
+        "ClusterRole",
+        &format!("{CONTROLLER}-{namespace}"),
+    );
+    let before = rules.len();
+    rules.retain(|r| r["resources"] != json!(["services/status"]));
+    assert_eq!(rules.len(), before - 1, "no services/status rule to remove");
+    objects.insert(
+        0,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+    );
+    install::apply(cluster.server(), &objects);
+
+    let class = "herald.dev/rbac-missing";
+    let controller = start_controller(&cluster, &namespace, class);
+    pool_and_service(&cluster, "192.0.2.32/28", class);
+
+    let wanted = "cannot patch resource \"services/status\"";
+    eventually(
+        WAIT,
+        "the controller to log the missing permission",
+        || async { controller.log_tail(200).contains(wanted).then_some(()) },
+    )
+    .await;
+    assert_eq!(ingress_ip(&cluster).await, None);
+}
