@@ -137,6 +137,16 @@ async fn the_kustomize_base_is_accepted_by_the_api_server() {
 #[tokio::test]
 async fn the_chart_is_accepted_by_the_api_server_with_and_without_options() {
     let cluster = test_cluster("chart").await;
+    let lint = Command::new(helm())
+        .current_dir(repo_root())
+        .args(["lint", "--strict", "deploy/helm/herald"])
+        .output()
+        .expect("running helm lint");
+    assert!(
+        lint.status.success(),
+        "helm lint: {}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
     dry_run_apply(&cluster, &helm_template(&["--include-crds"]));
     let options = helm_template(&[
         "--set",
