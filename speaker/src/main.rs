@@ -78,7 +78,9 @@ struct Args {
     heartbeat_duration_seconds: u64,
 }
 
-#[tokio::main]
+// One thread serves the API watches, gossip and elections, which wait on the network far more
+// than they compute; the responders answer on a thread of their own (runtime.rs).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);

@@ -11,13 +11,37 @@ pub struct Protocol {
     pub protocol: String,
 }
 
+/// A counter per protocol, looked up in its family once: counting on the reply path is then
+/// one atomic add, without the family's lock or a label to build.
+#[derive(Clone, Default)]
+pub struct ByProtocol {
+    pub arp: Counter,
+    pub ndp: Counter,
+}
+
+impl ByProtocol {
+    fn of(family: &Family<Protocol, Counter>) -> Self {
+        let counter = |protocol: &str| {
+            family
+                .get_or_create(&Protocol {
+                    protocol: protocol.into(),
+                })
+                .clone()
+        };
+        ByProtocol {
+            arp: counter("arp"),
+            ndp: counter("ndp"),
+        }
+    }
+}
+
 /// Cloning shares the values: the responders count into the same metrics.
 #[derive(Clone, Default)]
 pub struct Metrics {
     pub announced: Gauge,
-    pub requests: Family<Protocol, Counter>,
-    pub replies: Family<Protocol, Counter>,
-    pub gratuitous: Family<Protocol, Counter>,
+    pub requests: ByProtocol,
+    pub replies: ByProtocol,
+    pub gratuitous: ByProtocol,
     pub elections: Counter,
     pub peers_alive: Gauge,
     pub conflicts: Counter,
@@ -27,7 +51,14 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Metrics::default();
+        let families: [Family<Protocol, Counter>; 3] = Default::default();
+        let [requests, replies, gratuitous] = &families;
+        let metrics = Metrics {
+            requests: ByProtocol::of(requests),
+            replies: ByProtocol::of(replies),
+            gratuitous: ByProtocol::of(gratuitous),
+            ..Metrics::default()
+        };
         let r = registry.sub_registry_with_prefix("herald_speaker");
         r.register(
             "addresses_announced",
@@ -37,17 +68,17 @@ impl Metrics {
         r.register(
             "requests",
             "ARP requests and Neighbor Solicitations answered, by protocol",
-            metrics.requests.clone(),
+            requests.clone(),
         );
         r.register(
             "replies",
             "ARP replies and Neighbor Advertisements sent, by protocol",
-            metrics.replies.clone(),
+            replies.clone(),
         );
         r.register(
             "gratuitous",
             "Gratuitous ARP and unsolicited Neighbor Advertisements sent, by protocol",
-            metrics.gratuitous.clone(),
+            gratuitous.clone(),
         );
         r.register(
             "elections",
@@ -75,13 +106,5 @@ impl Metrics {
             metrics.status_writes.clone(),
         );
         metrics
-    }
-
-    pub fn count(family: &Family<Protocol, Counter>, protocol: &str) {
-        family
-            .get_or_create(&Protocol {
-                protocol: protocol.into(),
-            })
-            .inc();
     }
 }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures::stream::{BoxStream, FuturesUnordered};
-use futures::{Future, StreamExt};
+use futures::{Future, FutureExt, StreamExt};
 use herald_core::allocation::ServiceKey;
 use herald_core::election::{Outcome, elect};
 use herald_core::fencing::{self, ApiView, Verdict};
@@ -24,7 +24,7 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::watcher::{self, Event, watcher as watch_all};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::heartbeat;
@@ -62,6 +62,8 @@ pub enum Error {
     Membership(#[from] membership::Error),
     #[error("the {0} watch ended")]
     WatchEnded(&'static str),
+    #[error("starting the responders' thread: {0}")]
+    Responders(std::io::Error),
 }
 
 enum Change {
@@ -94,15 +96,47 @@ where
         .boxed()
 }
 
-/// The responders running, one per interface.
+/// The responders running, one per interface, on a thread and runtime of their own: whatever
+/// keeps this runtime busy (watch events, elections, writes) never stands between a request
+/// and its reply.
 struct Responders {
     running: BTreeMap<String, (watch::Sender<Wanted>, tokio::task::JoinHandle<()>)>,
+    runtime: tokio::runtime::Handle,
+    /// Dropping it ends the thread, and with its runtime any task left.
+    _stop: oneshot::Sender<()>,
     reports: mpsc::UnboundedSender<Report>,
     timings: responder::Timings,
     metrics: Metrics,
 }
 
 impl Responders {
+    fn start(
+        reports: mpsc::UnboundedSender<Report>,
+        timings: responder::Timings,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("responders".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Responders {
+            running: BTreeMap::new(),
+            runtime: handle,
+            _stop: stop,
+            reports,
+            timings,
+            metrics,
+        })
+    }
+
     fn set(&mut self, mut wanted: BTreeMap<String, Wanted>) {
         self.running.retain(|name, (_, task)| {
             let keep = wanted.contains_key(name) && !task.is_finished();
@@ -127,7 +161,7 @@ impl Responders {
             let reports = self.reports.clone();
             let (timings, metrics) = (self.timings, self.metrics.clone());
             let interface_name = name.clone();
-            let task = tokio::spawn(async move {
+            let task = self.runtime.spawn(async move {
                 if let Err(e) = responder::run(interface, receiver, timings, reports, metrics).await
                 {
                     warn!(interface = %interface_name, error = %e, "responder stopped; restarting it");
@@ -224,12 +258,8 @@ pub async fn run(
     let mut changes = futures::stream::select_all(streams);
 
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
-    let mut responders = Responders {
-        running: BTreeMap::new(),
-        reports: reports_tx,
-        timings: settings.responder,
-        metrics: metrics.clone(),
-    };
+    let mut responders = Responders::start(reports_tx, settings.responder, metrics.clone())
+        .map_err(Error::Responders)?;
     let mut speaker = Speaker {
         me: me.clone(),
         client: client.clone(),
@@ -282,6 +312,12 @@ pub async fn run(
             change = changes.next() => {
                 let Some(change) = change else { return Err(Error::WatchEnded("API")) };
                 speaker.apply(change);
+                // A burst (a relist, Services created by the hundred) is applied in one go
+                // before electing again: an election per burst, not one per object.
+                for _ in 0..BURST {
+                    let Some(Some(change)) = changes.next().now_or_never() else { break };
+                    speaker.apply(change);
+                }
                 seeds_tx.send_if_modified(|seeds| {
                     let now = speaker.world.peers(&me, settings.gossip_bind.port());
                     let changed = *seeds != now;
@@ -310,8 +346,11 @@ pub async fn run(
         }
         if speaker.synced.len() == 6 {
             let alive_now = alive.borrow().clone();
-            responders.set(speaker.converge(&alive_now));
-            ready.send_replace(true);
+            let wanted = speaker.converge(&alive_now);
+            // Not ready while fenced, so that the Pod shows it.
+            let answering = wanted.is_some();
+            responders.set(wanted.unwrap_or_default());
+            ready.send_if_modified(|was| std::mem::replace(was, answering) != answering);
         }
     }
     // Hand over: with our heartbeat Lease gone the API server confirms we left, and peers
@@ -341,6 +380,9 @@ fn kube_event(warning: bool, reason: &str, note: &str) -> KubeEvent {
         secondary: None,
     }
 }
+
+/// Watch events applied at most between two elections.
+const BURST: usize = 256;
 
 /// Condition writes in flight at once.
 const WRITES_IN_FLIGHT: usize = 8;
@@ -506,9 +548,9 @@ impl Speaker {
         }
     }
 
-    /// Elects, fences, and returns what each interface answers for; writes conditions and
-    /// events on transitions.
-    fn converge(&mut self, alive: &BTreeSet<String>) -> BTreeMap<String, Wanted> {
+    /// Elects, fences, and returns what each interface answers for, or `None` while this
+    /// speaker fences itself; writes conditions and events on transitions.
+    fn converge(&mut self, alive: &BTreeSet<String>) -> Option<BTreeMap<String, Wanted>> {
         let now = Timestamp::now();
         let retry = self.settings.conflict_retry;
         self.conflicts
@@ -541,7 +583,7 @@ impl Speaker {
             warn!(reason = %why, "not answering");
             self.metrics.announced.set(0);
             self.announcing.clear();
-            return BTreeMap::new();
+            return None;
         }
 
         let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
@@ -617,7 +659,7 @@ impl Speaker {
                 }
             }
         }
-        wanted
+        Some(wanted)
     }
 
     fn publish(&mut self, key: &ServiceKey, warning: bool, reason: &str, note: &str) {

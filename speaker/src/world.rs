@@ -20,9 +20,12 @@ const ALLOCATED: &str = "herald.dev/Allocated";
 pub const ANNOUNCED: &str = "herald.dev/Announced";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// What an EndpointSlice says: the nodes with a ready endpoint (sorted, each once), and
+/// whether any endpoint is ready. Vectors rather than sets: a Service has a slice or a few,
+/// each on a few nodes, and the speaker keeps one per Service of the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Endpoints {
-    ready_nodes: BTreeSet<String>,
+    ready_nodes: Vec<String>,
     any_ready: bool,
 }
 
@@ -46,7 +49,7 @@ pub struct World {
     advertisements: BTreeMap<String, Advertisement>,
     services: BTreeMap<ServiceKey, ServiceFacts>,
     /// Per Service, per EndpointSlice name.
-    endpoints: BTreeMap<ServiceKey, BTreeMap<String, Endpoints>>,
+    endpoints: BTreeMap<ServiceKey, Vec<(String, Endpoints)>>,
     /// Per kind being relisted, the objects (`namespace/name`) seen so far.
     relisting: BTreeMap<&'static str, BTreeSet<String>>,
 }
@@ -87,7 +90,7 @@ impl World {
                 .retain(|key, _| kept(&key.namespace, &key.name)),
             "slices" => {
                 for (key, slices) in self.endpoints.iter_mut() {
-                    slices.retain(|name, _| kept(&key.namespace, name));
+                    slices.retain(|(name, _)| kept(&key.namespace, name));
                 }
                 self.endpoints.retain(|_, slices| !slices.is_empty());
             }
@@ -259,14 +262,19 @@ impl World {
             if ready {
                 endpoints.any_ready = true;
                 if let Some(node) = &endpoint.node_name {
-                    endpoints.ready_nodes.insert(node.clone());
+                    endpoints.ready_nodes.push(node.clone());
                 }
             }
         }
-        self.endpoints
-            .entry(key)
-            .or_default()
-            .insert(slice.name_any(), endpoints);
+        endpoints.ready_nodes.sort();
+        endpoints.ready_nodes.dedup();
+        endpoints.ready_nodes.shrink_to_fit();
+        let name = slice.name_any();
+        let slices = self.endpoints.entry(key).or_default();
+        match slices.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, known)) => *known = endpoints,
+            None => slices.push((name, endpoints)),
+        }
     }
 
     pub fn delete_slice(&mut self, slice: &EndpointSlice) {
@@ -274,7 +282,8 @@ impl World {
             return;
         };
         if let Some(slices) = self.endpoints.get_mut(&key) {
-            slices.remove(&slice.name_any());
+            let name = slice.name_any();
+            slices.retain(|(n, _)| *n != name);
             if slices.is_empty() {
                 self.endpoints.remove(&key);
             }
@@ -289,8 +298,11 @@ impl World {
             .map(|(key, facts)| {
                 let mut ready_nodes = BTreeSet::new();
                 let mut has_ready_endpoint = false;
-                for endpoints in self.endpoints.get(key).into_iter().flat_map(|s| s.values()) {
-                    ready_nodes.extend(endpoints.ready_nodes.iter().cloned());
+                for (_, endpoints) in self.endpoints.get(key).into_iter().flatten() {
+                    // Only Local Services look at where the endpoints are.
+                    if facts.local {
+                        ready_nodes.extend(endpoints.ready_nodes.iter().cloned());
+                    }
                     has_ready_endpoint |= endpoints.any_ready;
                 }
                 election::Service {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use herald_tests::eventually;
 use herald_tests::lab::{Lab, WAIT, services, winner_index};
+use herald_tests::lan::Host;
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -278,6 +279,28 @@ async fn cut_off_the_winner(name: &str, ip: &str, rules: &[&str]) {
             BTreeSet::from([lab.nodes[other].1.mac.clone()])
         );
     }
+    // The fenced speaker says so on /readyz, so that its Pod shows as not ready.
+    assert_eq!(readyz(host), "503", "/readyz of the cut-off speaker");
+    assert_eq!(
+        readyz(&lab.nodes[other].1),
+        "200",
+        "/readyz of the new winner"
+    );
+}
+
+/// The HTTP status of the speaker's `/readyz` on `host`.
+fn readyz(host: &Host) -> String {
+    host.run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:9404/readyz",
+        ],
+    )
 }
 
 /// Still on the LAN and reaching the API server, but its gossip is dropped.

@@ -15,7 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use tracing::{debug, info, warn};
 
 use super::interfaces::Interface;
-use super::sockets::{ArpSocket, FrameSocket, NdpSocket};
+use super::sockets::{ArpSocket, BUFFER, FrameSocket, NdpSocket};
 use crate::metrics::Metrics;
 use crate::packet::{self, Mac, Solicitor};
 
@@ -78,6 +78,7 @@ pub async fn run(
     let arp = ArpSocket::open(interface.index)?;
     let ndp = NdpSocket::open(&interface.name, interface.index)?;
     let frames = FrameSocket::open(interface.index)?;
+    let (mut arp_buffer, mut ndp_buffer) = ([0; BUFFER], [0; BUFFER]);
     let mut owned: BTreeSet<IpAddr> = BTreeSet::new();
     let mut probing: BTreeMap<IpAddr, Probe> = BTreeMap::new();
     let mut bursts: BTreeMap<IpAddr, u32> = BTreeMap::new();
@@ -123,33 +124,33 @@ pub async fn run(
                 }
                 sync_groups(&ndp, &owned, &probing, &mut joined);
             }
-            frame = arp.recv() => {
+            frame = arp.recv(&mut arp_buffer) => {
                 let frame = frame?;
-                if let Some(request) = packet::parse_arp_request(&frame)
+                if let Some(request) = packet::parse_arp_request(frame)
                     && owned.contains(&IpAddr::V4(request.target_ip))
                     && request.addressed_to(mac)
                 {
-                    Metrics::count(&metrics.requests, "arp");
+                    metrics.requests.arp.inc();
                     send.arp_reply(&request).await;
                 }
-                let Some(packet) = packet::parse_arp(&frame) else { continue };
-                for ip in probing.keys().copied().collect::<Vec<_>>() {
-                    if let IpAddr::V4(v4) = ip
-                        && packet.claim(v4, mac).is_some()
-                    {
-                        probing.remove(&ip);
-                        warn!(%ip, interface = %name, other = %packet.sender_mac, "address already in use on the LAN; not announcing it");
-                        let _ = reports.send(Report::Conflict { ip, interface: name.clone(), mac: packet.sender_mac });
+                let Some(packet) = packet::parse_arp(frame) else { continue };
+                probing.retain(|ip, _| {
+                    let IpAddr::V4(v4) = *ip else { return true };
+                    if packet.claim(v4, mac).is_none() {
+                        return true;
                     }
-                }
+                    warn!(%ip, interface = %name, other = %packet.sender_mac, "address already in use on the LAN; not announcing it");
+                    let _ = reports.send(Report::Conflict { ip: *ip, interface: name.clone(), mac: packet.sender_mac });
+                    false
+                });
             }
-            message = ndp.recv() => {
+            message = ndp.recv(&mut ndp_buffer) => {
                 let (message, source) = message?;
-                if let Some(solicitation) = packet::parse_neighbor_solicitation(&message) {
+                if let Some(solicitation) = packet::parse_neighbor_solicitation(message) {
                     let target = IpAddr::V6(solicitation.target);
                     match solicitation.solicitor(source) {
                         Some(Solicitor::Node(from)) if owned.contains(&target) => {
-                            Metrics::count(&metrics.requests, "ndp");
+                            metrics.requests.ndp.inc();
                             send.solicited_advertisement(solicitation.target, from, solicitation.source_mac).await;
                         }
                         // Another node probes for an address we hold: defend it.
@@ -163,7 +164,7 @@ pub async fn run(
                         }
                         _ => {}
                     }
-                } else if let Some(advertisement) = packet::parse_neighbor_advertisement(&message) {
+                } else if let Some(advertisement) = packet::parse_neighbor_advertisement(message) {
                     let target = IpAddr::V6(advertisement.target);
                     if probing.remove(&target).is_some() {
                         let other = advertisement.target_mac.unwrap_or(Mac::ZERO);
@@ -256,7 +257,7 @@ impl Sender<'_> {
             request.sender_ip,
         );
         self.log(self.arp.send(&reply).await, "ARP reply");
-        Metrics::count(&self.metrics.replies, "arp");
+        self.metrics.replies.arp.inc();
     }
 
     /// Answers a solicitation the way a host holding `target` does: from `target` itself, to
@@ -272,7 +273,7 @@ impl Sender<'_> {
             None => self.ndp.send(&message, to).await,
         };
         self.log(sent, "Neighbor Advertisement");
-        Metrics::count(&self.metrics.replies, "ndp");
+        self.metrics.replies.ndp.inc();
     }
 
     /// Tells every node on the link that `target` is here (takeover, refresh, DAD defence).
@@ -308,11 +309,11 @@ impl Sender<'_> {
                         .await,
                     "gratuitous ARP",
                 );
-                Metrics::count(&self.metrics.gratuitous, "arp");
+                self.metrics.gratuitous.arp.inc();
             }
             IpAddr::V6(v6) => {
                 self.unsolicited_advertisement(v6).await;
-                Metrics::count(&self.metrics.gratuitous, "ndp");
+                self.metrics.gratuitous.ndp.inc();
             }
         }
     }

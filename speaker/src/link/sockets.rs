@@ -19,7 +19,7 @@ const ETH_P_ARP: u16 = 0x0806;
 const ICMPV6_NEIGHBOR_SOLICITATION: u8 = 135;
 const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
 /// Large enough for any Ethernet frame or ICMPv6 message we care about.
-const BUFFER: usize = 1600;
+pub const BUFFER: usize = 1600;
 
 /// ARP frames (whole Ethernet frames) on one interface.
 pub struct ArpSocket {
@@ -55,14 +55,13 @@ impl ArpSocket {
         })
     }
 
-    /// The next ARP frame that arrives.
-    pub async fn recv(&self) -> io::Result<Vec<u8>> {
-        let mut buf = [MaybeUninit::<u8>::uninit(); BUFFER];
+    /// The next ARP frame that arrives, read into `buf` (no allocation on the reply path).
+    pub async fn recv<'b>(&self, buf: &'b mut [u8; BUFFER]) -> io::Result<&'b [u8]> {
         let n = self
             .fd
-            .async_io(Interest::READABLE, |s| s.recv(&mut buf))
+            .async_io(Interest::READABLE, |s| s.recv(uninit(buf)))
             .await?;
-        Ok(initialized(&buf[..n]))
+        Ok(&buf[..n])
     }
 
     /// Sends a whole Ethernet frame out of the interface.
@@ -134,18 +133,18 @@ impl NdpSocket {
         self.fd.get_ref().leave_multicast_v6(&group, self.ifindex)
     }
 
-    /// The next ICMPv6 message (the kernel strips the IPv6 header) and its source address.
-    pub async fn recv(&self) -> io::Result<(Vec<u8>, Ipv6Addr)> {
-        let mut buf = [MaybeUninit::<u8>::uninit(); BUFFER];
+    /// The next ICMPv6 message (the kernel strips the IPv6 header), read into `buf`, and its
+    /// source address.
+    pub async fn recv<'b>(&self, buf: &'b mut [u8; BUFFER]) -> io::Result<(&'b [u8], Ipv6Addr)> {
         let (n, from) = self
             .fd
-            .async_io(Interest::READABLE, |s| s.recv_from(&mut buf))
+            .async_io(Interest::READABLE, |s| s.recv_from(uninit(buf)))
             .await?;
         let source = from
             .as_socket_ipv6()
             .map(|a| *a.ip())
             .unwrap_or(Ipv6Addr::UNSPECIFIED);
-        Ok((initialized(&buf[..n]), source))
+        Ok((&buf[..n], source))
     }
 
     /// Sends an ICMPv6 message; the kernel fills in the IPv6 header and the checksum.
@@ -173,9 +172,11 @@ fn is_link_local_scope(ip: &Ipv6Addr) -> bool {
     ip.is_multicast() || ip.segments()[0] & 0xffc0 == 0xfe80
 }
 
-fn initialized(buf: &[MaybeUninit<u8>]) -> Vec<u8> {
-    // SAFETY: recv wrote these bytes; the caller passes only the part it reported written.
-    buf.iter().map(|b| unsafe { b.assume_init() }).collect()
+/// `buf` as socket2's receive functions take it.
+fn uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: MaybeUninit<u8> has u8's layout, and recv only ever writes initialised bytes into
+    // it, so `buf` stays initialised.
+    unsafe { &mut *(std::ptr::from_mut(buf) as *mut [MaybeUninit<u8>]) }
 }
 
 /// A `sockaddr_ll` for binding a packet socket to one interface and EtherType.

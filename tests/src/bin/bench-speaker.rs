@@ -9,6 +9,8 @@
 //!   speaker's userspace reply and, next to it, the kernel's own reply for the node's address.
 //! - Speaker RSS with 1,000 announced addresses on one node (IPv6, so that a documentation
 //!   range holds them).
+//!
+//! `--trials N` sets the failover trials per kind (0 skips them, to time only ARP and RSS).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -23,11 +25,13 @@ const ADDRESS: &str = "192.0.2.200";
 
 #[tokio::main]
 async fn main() {
-    let speaker = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .expect("usage: bench-speaker PATH-TO-herald-speaker"),
-    );
+    const USAGE: &str = "usage: bench-speaker PATH-TO-herald-speaker [--trials N]";
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (speaker, trials) = match args.as_slice() {
+        [path] => (PathBuf::from(path), TRIALS),
+        [path, flag, n] if flag == "--trials" => (PathBuf::from(path), n.parse().expect(USAGE)),
+        _ => panic!("{USAGE}"),
+    };
     let mut lab = Lab::new("bench", 3, &speaker).await;
     lab.service("web", &[ADDRESS], false, &[0, 1, 2]).await;
     lab.settled("web", ADDRESS).await;
@@ -37,8 +41,11 @@ async fn main() {
         ("link down", Failure::LinkDown),
         ("graceful stop (SIGTERM)", Failure::Terminate),
     ] {
+        if trials == 0 {
+            break;
+        }
         let mut gaps = Vec::new();
-        for _ in 0..TRIALS {
+        for _ in 0..trials {
             gaps.push(trial(&mut lab, failure).await);
         }
         report(what, &mut gaps);
