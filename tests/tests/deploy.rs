@@ -1,5 +1,5 @@
 //! The install manifests (`deploy/`, the Helm chart) against the real API server, and the real
-//! controller running with exactly its ServiceAccount's permissions.
+//! controller and speaker running with exactly their ServiceAccounts' permissions.
 //!
 //! Needs `HERALD_HELM` (the helm binary: `export HERALD_HELM=$(scripts/install-helm)`) and the
 //! debug `herald-controller` and `herald-speaker` beside this test's binary, which
@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use herald_crds::IPAddressPool;
-use herald_tests::install::{self, CONTROLLER, NAMESPACE};
+use herald_tests::install::{self, CONTROLLER, NAMESPACE, SPEAKER};
 use herald_tests::{TestCluster, eventually, free_port, test_cluster};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
@@ -332,7 +332,7 @@ async fn ingress_ip(cluster: &TestCluster) -> Option<String> {
 }
 
 #[tokio::test]
-async fn the_controller_allocates_with_only_its_service_accounts_permissions() {
+async fn controller_and_speaker_work_with_only_their_service_accounts_permissions() {
     let cluster = test_cluster("rbac").await;
     install::install_rbac(cluster.server(), NAMESPACE);
     let class = "herald.dev/rbac";
@@ -370,6 +370,79 @@ async fn the_controller_allocates_with_only_its_service_accounts_permissions() {
         !controller.log_tail(200).contains("forbidden"),
         "the controller met a forbidden request:\n{}",
         controller.log_tail(200)
+    );
+
+    // The speaker, as its ServiceAccount, on a Node whose InternalIP is loopback (where it
+    // gossips). The Service has no endpoint and no L2Advertisement exists, so it opens no raw
+    // socket: it says so on the Service, which needs its watches, the status write and its
+    // heartbeat Lease.
+    let node = cluster.unique_name("node");
+    install::apply(
+        cluster.server(),
+        &[json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})],
+    );
+    cluster.kubectl(&[
+        "patch",
+        "node",
+        &node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}"#,
+    ]);
+    let kubeconfig = install::service_account_kubeconfig(cluster.server(), NAMESPACE, SPEAKER);
+    let args: Vec<String> = [
+        "--node-name",
+        &node,
+        "--namespace",
+        NAMESPACE,
+        "--gossip-bind-address",
+        &format!("127.0.0.1:{}", free_port()),
+        "--metrics-bind-address",
+        &format!("127.0.0.1:{}", free_port()),
+        "--health-bind-address",
+        &format!("127.0.0.1:{}", free_port()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut speaker = install::run_as(
+        cluster.server(),
+        &workspace_binary("herald-speaker"),
+        &kubeconfig,
+        &args,
+    );
+    let services = Api::<Service>::namespaced(cluster.client(), cluster.namespace());
+    eventually(WAIT, "the speaker's Announced condition", || async {
+        let status = services.get("web").await.ok()?.status?;
+        let announced = status
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "herald.dev/Announced")?;
+        (announced.reason == "NoReadyEndpoint").then_some(())
+    })
+    .await;
+    let leases = Api::<Lease>::namespaced(cluster.client(), NAMESPACE);
+    let heartbeat = format!("herald-speaker-{node}");
+    eventually(WAIT, "the speaker's heartbeat Lease", || async {
+        leases.get_opt(&heartbeat).await.ok()?.map(drop)
+    })
+    .await;
+    assert!(
+        !speaker.log_tail(200).contains("forbidden"),
+        "the speaker met a forbidden request:\n{}",
+        speaker.log_tail(200)
+    );
+    // A graceful stop deletes the heartbeat Lease.
+    assert!(speaker.terminate().success(), "{}", speaker.log_tail(40));
+    assert!(
+        leases
+            .get_opt(&heartbeat)
+            .await
+            .expect("reading Leases")
+            .is_none(),
+        "the stopped speaker left its Lease:\n{}",
+        speaker.log_tail(40)
     );
 }
 
