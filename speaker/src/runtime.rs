@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::heartbeat;
 use crate::link::interfaces::{self, Interface};
+use crate::link::priority;
 use crate::link::responder::{self, Report, Wanted};
 use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
@@ -123,6 +124,9 @@ impl Responders {
         std::thread::Builder::new()
             .name("responders".into())
             .spawn(move || {
+                if let Err(e) = priority::realtime() {
+                    info!(error = %e, "responders run at normal priority (CAP_SYS_NICE lets them answer ahead of a busy CPU)");
+                }
                 runtime.block_on(async {
                     let _ = stopped.await;
                 });
