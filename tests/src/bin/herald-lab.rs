@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use herald_tests::lab_cluster::{Binaries, Lab, LabConfig};
+use herald_tests::lab_cluster::{Binaries, Lab, LabConfig, Reply};
 use herald_tests::{cluster_in, lan};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -249,10 +249,13 @@ async fn demo(state: &Path) -> Lab {
     for (service, ips) in [(CLUSTER_SERVICE, &cluster_ips), (LOCAL_SERVICE, &local_ips)] {
         let node = lab.settled(service, ips[0]).await;
         for ip in ips.iter() {
+            let answer = match lab.curl(*ip) {
+                Ok(body) => annotate(&lab, &body),
+                Err(e) => format!("failed: {e}"),
+            };
             say(&format!(
-                "  curl {:<16} ({service}) → {}",
-                ip.to_string(),
-                lab.curl(*ip).unwrap_or_else(|e| format!("failed: {e}"))
+                "  curl {:<16} ({service}) → {answer}",
+                ip.to_string()
             ));
         }
         say(&format!(
@@ -279,8 +282,9 @@ async fn demo(state: &Path) -> Lab {
     say("  its link and its speaker and kube-proxy die, as when a machine loses power.");
     let (gap, response) = lab.failover(ip, node).await;
     say(&format!(
-        "  Traffic flowed again {} ms after the failure: {response}",
-        gap.as_millis()
+        "  Traffic flowed again {} ms after the failure: {}",
+        gap.as_millis(),
+        annotate(&lab, &response)
     ));
     let now = lab.announcer(CLUSTER_SERVICE).await;
     say(&format!(
@@ -418,6 +422,14 @@ async fn bench(trials: usize) {
             gaps.last().map(Duration::as_millis).unwrap_or_default()
         );
     }
+}
+
+/// A pod's reply, with the node whose address the pod saw, if it was a node's.
+fn annotate(lab: &Lab, body: &str) -> String {
+    let node = Reply::parse(body)
+        .and_then(|reply| lab.node_of_address(reply.saw))
+        .map(|i| format!(" ({}'s address)", lab.nodes[i].name));
+    format!("{body}{}", node.unwrap_or_default())
 }
 
 fn kubectl(lab: &Lab, args: &[&str]) {
