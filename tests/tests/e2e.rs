@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use herald_tests::lab_cluster::WAIT;
 use herald_tests::lab_cluster::{Binaries, Lab, LabConfig, Probe, Reply};
-use herald_tests::test_cluster;
+use herald_tests::{eventually, test_cluster};
 
 const CLUSTER: &str = "echo-cluster";
 const LOCAL: &str = "echo-local";
@@ -95,6 +96,34 @@ async fn herald_end_to_end() {
                 );
             }
         }
+    }
+
+    // Local follows the ready endpoints: when the pod on the node answering for echo-local
+    // turns unready, a node with a ready pod answers instead, and the pod there still sees
+    // the client's own address.
+    for ip in local_ips.iter().copied() {
+        let node = lab.settled(LOCAL, ip).await;
+        lab.set_pod_ready(node, 0, false, &[CLUSTER, LOCAL]).await;
+        eventually(
+            WAIT,
+            "echo-local to leave the node without a ready pod",
+            || async { (lab.announcer(LOCAL).await != node).then_some(()) },
+        )
+        .await;
+        let now = lab.settled(LOCAL, ip).await;
+        let reply = reply(&lab, ip);
+        assert_eq!(
+            reply.node, lab.nodes[now].name,
+            "{ip}: Local after the move"
+        );
+        assert!(
+            lab.node_of_address(reply.saw).is_none(),
+            "{ip}: saw {}",
+            reply.saw
+        );
+        // The address goes back once the pod is ready again: wait for that before going on.
+        lab.set_pod_ready(node, 0, true, &[CLUSTER, LOCAL]).await;
+        lab.settled(LOCAL, ip).await;
     }
 
     // A pool edit in the middle of traffic: more addresses, in another order. Nothing moves and
