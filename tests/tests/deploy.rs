@@ -153,7 +153,10 @@ async fn the_chart_is_accepted_by_the_api_server_with_and_without_options() {
         "loadBalancerClass=example.com/herald,logFormat=json,metrics.services=false",
         "--set",
         "controller.podDisruptionBudget.enabled=false,speaker.nodeSelector.lb=yes",
+        "--set",
+        "speaker.realtimeResponders=false",
     ]);
+    assert!(options.contains("add: [NET_RAW]\n"));
     assert!(options.contains("--load-balancer-class=example.com/herald"));
     assert!(!options.contains("kind: PodDisruptionBudget"));
     dry_run_apply(&cluster, &options);
