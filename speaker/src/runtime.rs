@@ -615,13 +615,20 @@ impl Speaker {
                     true,
                     "Announced".to_owned(),
                     format!(
-                        "node {} answers on {}",
+                        "node {} answers on {}: {}",
                         self.me,
                         ifaces
                             .iter()
                             .map(|i| i.name.as_str())
                             .collect::<Vec<_>>()
-                            .join(", ")
+                            .join(", "),
+                        if facts.local {
+                            "the first choice for its addresses among the live nodes with a \
+                             ready endpoint (externalTrafficPolicy Local) that may announce them"
+                        } else {
+                            "the first choice for its addresses among the live nodes that may \
+                             announce them"
+                        }
                     ),
                 ),
             };

@@ -11,6 +11,9 @@
 //!   networks through their LAN addresses, as a simple routed CNI does;
 //! - the pool `192.0.2.200-192.0.2.220` and `2001:db8::200-2001:db8::220`, on the LAN.
 //!
+//! Herald's programs authenticate as their ServiceAccounts, with exactly the RBAC of `deploy/`
+//! (see [`install`](crate::install)); kube-proxy as `system:kube-proxy`.
+//!
 //! No kubelet or controller-manager runs: the lab writes the Node and Pod objects and the
 //! EndpointSlices that they would, and keeps the slices following the pods' readiness. The
 //! Services' ClusterIPs come from the API server's own range; kube-proxy programs them inside
@@ -23,7 +26,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -31,7 +34,7 @@ use serde_json::{Value, json};
 
 use crate::bridge::ApiBridge;
 use crate::lan::{Host, Lan, ip_n, sysctl};
-use crate::{ApiServer, Process, TestCluster, eventually};
+use crate::{ApiServer, Process, TestCluster, eventually, install};
 
 /// How long the lab waits for anything to converge before it gives up.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -40,7 +43,8 @@ pub const SERVICE_PORT: u16 = 80;
 const POD_PORT: u16 = 8080;
 /// The label that selects the lab's pods.
 const APP: &str = "echo";
-/// Where the controller's leader Lease lives.
+/// Where Herald is installed: its ServiceAccounts, the controller's leader Lease and the
+/// speakers' heartbeat Leases.
 const SYSTEM_NAMESPACE: &str = "herald-system";
 const FIELD_MANAGER: &str = "herald-lab";
 
@@ -120,9 +124,12 @@ pub struct Lab {
     pub pool: String,
     controller: Option<Process>,
     config: LabConfig,
+    /// Each program acts as its own identity, with the permissions `deploy/` gives it.
+    controller_kubeconfig: PathBuf,
+    speaker_kubeconfig: PathBuf,
     kube_proxy_kubeconfig: PathBuf,
     /// Dropped after the processes above and before the LAN, whose namespaces it serves in.
-    bridge: ApiBridge,
+    _bridge: ApiBridge,
     pub lan: Lan,
 }
 
@@ -134,11 +141,21 @@ impl Lab {
         let control_plane = lan.add_host("cp", 2);
         let client = lan.add_host("client", 100);
         let bridge = ApiBridge::new(cluster.server(), &control_plane);
-        let kube_proxy_kubeconfig = bridge.for_lan(
-            // Bound to the ClusterRole system:node-proxier by the API server's defaults.
-            &cluster.server().kubeconfig_for("system:kube-proxy", &[]),
-        );
-        ensure_namespace(&cluster, SYSTEM_NAMESPACE).await;
+        let server = cluster.server();
+        install::install_rbac(server, SYSTEM_NAMESPACE);
+        let controller_kubeconfig = bridge.for_lan(&install::service_account_kubeconfig(
+            server,
+            SYSTEM_NAMESPACE,
+            "herald-controller",
+        ));
+        let speaker_kubeconfig = bridge.for_lan(&install::service_account_kubeconfig(
+            server,
+            SYSTEM_NAMESPACE,
+            "herald-speaker",
+        ));
+        // Bound to the ClusterRole system:node-proxier by the API server's defaults.
+        let kube_proxy_kubeconfig =
+            bridge.for_lan(&server.kubeconfig_for("system:kube-proxy", &[]));
         let mut nodes = Vec::new();
         for i in 0..config.nodes {
             let host = lan.add_host(&format!("node{i}"), 11 + i as u8);
@@ -189,8 +206,10 @@ impl Lab {
             pool,
             controller: None,
             config,
+            controller_kubeconfig,
+            speaker_kubeconfig,
             kube_proxy_kubeconfig,
-            bridge,
+            _bridge: bridge,
             lan,
         };
         lab.start_controller();
@@ -210,7 +229,7 @@ impl Lab {
             .command(&self.config.binaries.controller.to_string_lossy());
         command
             .arg("--kubeconfig")
-            .arg(self.bridge.kubeconfig())
+            .arg(&self.controller_kubeconfig)
             .args([
                 "--metrics-bind-address",
                 "127.0.0.1:9401",
@@ -218,8 +237,6 @@ impl Lab {
                 "127.0.0.1:9402",
                 "--lease-namespace",
                 SYSTEM_NAMESPACE,
-                "--lease-name",
-                &format!("herald-controller-{}", self.config.name),
             ]);
         self.controller = Some(self.spawn("herald-controller", command));
     }
@@ -239,7 +256,7 @@ impl Lab {
         command
             .args(["--node-name", &node.name, "--namespace", SYSTEM_NAMESPACE])
             .arg("--kubeconfig")
-            .arg(self.bridge.kubeconfig())
+            .arg(&self.speaker_kubeconfig)
             .args([
                 "--metrics-bind-address",
                 "127.0.0.1:9403",
@@ -823,19 +840,6 @@ conntrack:
 ",
         kubeconfig = kubeconfig.display()
     )
-}
-
-async fn ensure_namespace(cluster: &TestCluster, name: &str) {
-    let namespace: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": name}})).expect("a Namespace");
-    match Api::<Namespace>::all(cluster.client())
-        .create(&PostParams::default(), &namespace)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("creating namespace {name}: {e}"),
-    }
 }
 
 async fn apply_herald(cluster: &TestCluster, object: Value) {
