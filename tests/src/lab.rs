@@ -4,19 +4,19 @@
 //! would write it. Used by the speaker's layer-2 tests and its benchmark.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::bridge::ApiBridge;
 use crate::lan::{Host, Lan};
-use crate::{TestCluster, eventually, test_cluster};
+use crate::{TestCluster, eventually, objects, test_cluster};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -43,29 +43,18 @@ impl Lab {
         for i in 0..node_count {
             let host = lan.add_host(&format!("node{i}"), 11 + i as u8);
             let node = cluster.unique_name(&format!("node{i}"));
-            create_node(&cluster, &node, host.ipv4).await;
+            objects::create_node(&cluster, &node, &[IpAddr::V4(host.ipv4)], &[]).await;
             nodes.push((node, host, None));
         }
         let pool = cluster.unique_name("lan");
-        apply(
+        objects::pool_for_lab_nodes(
             &cluster,
-            json!({
-                "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
-                "metadata": {"name": pool},
-                "spec": {"addresses": ["192.0.2.200-192.0.2.250", "203.0.113.100-203.0.113.150",
-                                   "2001:db8::200-2001:db8::250"]},
-            }),
-        )
-        .await;
-        // Only this test's nodes announce this test's pool.
-        apply(
-            &cluster,
-            json!({
-                "apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
-                "metadata": {"name": pool},
-                "spec": {"ipAddressPools": [pool],
-                         "nodeSelectors": [{"matchLabels": {"herald-test": cluster.namespace()}}]},
-            }),
+            &pool,
+            &[
+                "192.0.2.200-192.0.2.250",
+                "203.0.113.100-203.0.113.150",
+                "2001:db8::200-2001:db8::250",
+            ],
         )
         .await;
         let mut lab = Lab {
@@ -188,17 +177,7 @@ impl Lab {
 
     /// Waits for the Service's Announced condition to have `reason` and returns its message.
     pub async fn announced(&self, service: &str, reason: &str) -> String {
-        let api = services(&self.cluster);
-        eventually(WAIT, &format!("{reason} on {service}"), || async {
-            let svc = api.get(service).await.ok()?;
-            let condition = svc
-                .status?
-                .conditions?
-                .into_iter()
-                .find(|c| c.type_ == "herald.dev/Announced")?;
-            (condition.reason == reason).then_some(condition.message)
-        })
-        .await
+        objects::announced(&services(&self.cluster), service, reason, WAIT).await
     }
 
     /// Waits until exactly the node that the Service's condition names answers ARP for `ip`;
@@ -248,43 +227,6 @@ impl Drop for Lab {
 
 pub fn services(cluster: &TestCluster) -> Api<Service> {
     Api::namespaced(cluster.client(), cluster.namespace())
-}
-
-async fn apply(cluster: &TestCluster, object: Value) {
-    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-    let kind = object["kind"].as_str().unwrap();
-    let resource = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-        "herald.dev",
-        "v1alpha1",
-        kind,
-    ));
-    Api::<kube::core::DynamicObject>::all_with(cluster.client(), &resource)
-        .patch(
-            &name,
-            &PatchParams::apply("tests").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
-}
-
-async fn create_node(cluster: &TestCluster, name: &str, ip: Ipv4Addr) {
-    let node: Node = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"herald-test": cluster.namespace(),
-                                             "kubernetes.io/hostname": name}},
-    }))
-    .unwrap();
-    let api: Api<Node> = Api::all(cluster.client());
-    api.create(&PostParams::default(), &node).await.unwrap();
-    let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-        "status": {"addresses": [{"type": "InternalIP", "address": ip.to_string()}]}});
-    api.patch_status(
-        name,
-        &PatchParams::apply("tests").force(),
-        &Patch::Apply(&status),
-    )
-    .await
-    .unwrap();
 }
 
 /// The node a `herald.dev/Announced` message names.

@@ -26,15 +26,14 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::bridge::ApiBridge;
 use crate::lan::{Host, Lan, ip_n, sysctl};
-use crate::{ApiServer, Process, TestCluster, eventually, install};
+use crate::{ApiServer, Process, TestCluster, eventually, install, objects};
 
 /// How long the lab waits for anything to converge before it gives up.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -47,6 +46,7 @@ const APP: &str = "echo";
 /// speakers' heartbeat Leases.
 const SYSTEM_NAMESPACE: &str = "herald-system";
 const FIELD_MANAGER: &str = "herald-lab";
+const POOL: &[&str] = &["192.0.2.200-192.0.2.220", "2001:db8::200-2001:db8::220"];
 
 /// The programs the lab runs.
 #[derive(Clone, Debug)]
@@ -97,6 +97,27 @@ pub struct LabConfig {
     /// Where the processes' logs go.
     pub log_dir: PathBuf,
     pub binaries: Binaries,
+}
+
+impl LabConfig {
+    /// The lab of the demo and of the end-to-end suite: three nodes with one pod each, running
+    /// the binaries in `profile_dir`, logging into `log_dir`.
+    pub fn three_nodes(
+        name: &str,
+        profile_dir: &Path,
+        server: &ApiServer,
+        log_dir: PathBuf,
+    ) -> LabConfig {
+        std::fs::create_dir_all(&log_dir)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log_dir.display()));
+        LabConfig {
+            name: name.to_string(),
+            nodes: 3,
+            pods_per_node: 1,
+            log_dir,
+            binaries: Binaries::in_dir(profile_dir, server),
+        }
+    }
 }
 
 pub struct LabNode {
@@ -170,7 +191,10 @@ impl Lab {
         }
         for i in 0..nodes.len() {
             wire_node(&nodes, i);
-            create_node(&cluster, &nodes[i], i).await;
+            let (v4, v6) = pod_cidrs(i);
+            let host = &nodes[i].host;
+            let addresses = [IpAddr::V4(host.ipv4), IpAddr::V6(host.ipv6)];
+            objects::create_node(&cluster, &nodes[i].name, &addresses, &[v4, v6]).await;
         }
         for (i, node) in nodes.iter_mut().enumerate() {
             for j in 0..config.pods_per_node {
@@ -179,25 +203,7 @@ impl Lab {
             }
         }
         let pool = cluster.unique_name("pool");
-        apply_herald(
-            &cluster,
-            json!({
-                "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
-                "metadata": {"name": pool},
-                "spec": {"addresses": ["192.0.2.200-192.0.2.220", "2001:db8::200-2001:db8::220"]},
-            }),
-        )
-        .await;
-        apply_herald(
-            &cluster,
-            json!({
-                "apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
-                "metadata": {"name": pool},
-                "spec": {"ipAddressPools": [pool],
-                         "nodeSelectors": [{"matchLabels": {"herald-lab": cluster.namespace()}}]},
-            }),
-        )
-        .await;
+        objects::pool_for_lab_nodes(&cluster, &pool, POOL).await;
         let mut lab = Lab {
             cluster,
             nodes,
@@ -407,7 +413,7 @@ impl Lab {
 
     /// Replaces the pool's addresses.
     pub async fn set_pool_addresses(&self, addresses: &[&str]) {
-        apply_herald(
+        objects::apply_herald(
             &self.cluster,
             json!({
                 "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
@@ -441,19 +447,7 @@ impl Lab {
     /// Waits for the Service's `herald.dev/Announced` condition to have `reason` and returns its
     /// message.
     pub async fn announced(&self, service: &str, reason: &str) -> String {
-        let api = self.services();
-        eventually(WAIT, &format!("{reason} on {service}"), || async {
-            let condition = api
-                .get(service)
-                .await
-                .ok()?
-                .status?
-                .conditions?
-                .into_iter()
-                .find(|c| c.type_ == "herald.dev/Announced")?;
-            (condition.reason == reason).then_some(condition.message)
-        })
-        .await
+        objects::announced(&self.services(), service, reason, WAIT).await
     }
 
     /// The node that an Announced message names.
@@ -792,31 +786,6 @@ async fn write_pod_status(cluster: &TestCluster, node: &LabNode, pod: &LabPod) {
         .unwrap_or_else(|e| panic!("writing the status of Pod {}: {e}", pod.name));
 }
 
-async fn create_node(cluster: &TestCluster, node: &LabNode, i: usize) {
-    let (v4, v6) = pod_cidrs(i);
-    let object: Node = serde_json::from_value(json!({
-        "metadata": {"name": node.name, "labels": {"herald-lab": cluster.namespace(),
-                                                  "kubernetes.io/hostname": node.name}},
-        "spec": {"podCIDR": v4, "podCIDRs": [v4, v6]},
-    }))
-    .expect("a Node");
-    let api: Api<Node> = Api::all(cluster.client());
-    api.create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("creating Node {}: {e}", node.name));
-    let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name},
-        "status": {"addresses": [{"type": "InternalIP", "address": node.host.ipv4.to_string()},
-                                 {"type": "InternalIP", "address": node.host.ipv6.to_string()},
-                                 {"type": "Hostname", "address": node.name}],
-                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                   "message": "the lab's node is up"}]}});
-    // A merge patch: server-side apply cannot hold two InternalIP addresses, as `addresses`
-    // is keyed on type in the schema (kubernetes#103411); the kubelet patches it too.
-    api.patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("writing the status of Node {}: {e}", node.name));
-}
-
 /// kube-proxy's configuration for one node: iptables mode; traffic from the pod networks is
 /// local. Conntrack sysctls are left alone: `nf_conntrack_max` belongs to the whole machine,
 /// not to the node's namespace.
@@ -840,21 +809,4 @@ conntrack:
 ",
         kubeconfig = kubeconfig.display()
     )
-}
-
-async fn apply_herald(cluster: &TestCluster, object: Value) {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .expect("a name")
-        .to_owned();
-    let kind = object["kind"].as_str().expect("a kind").to_owned();
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("herald.dev", "v1alpha1", &kind));
-    Api::<DynamicObject>::all_with(cluster.client(), &resource)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
 }

@@ -12,6 +12,7 @@ pub mod install;
 pub mod lab;
 pub mod lab_cluster;
 pub mod lan;
+pub mod objects;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald_tests::lab_cluster::WAIT;
-use herald_tests::lab_cluster::{Binaries, Lab, LabConfig, Probe, Reply};
+use herald_tests::lab_cluster::{Lab, LabConfig, Probe, Reply};
 use herald_tests::{eventually, test_cluster};
 
 const CLUSTER: &str = "echo-cluster";
@@ -24,19 +24,8 @@ async fn lab(name: &str) -> Lab {
         .parent()
         .expect("a target folder");
     let log_dir = cluster.server().data_dir().join(name);
-    std::fs::create_dir_all(&log_dir).expect("a log folder");
-    let binaries = Binaries::in_dir(profile_dir, cluster.server());
-    Lab::start(
-        cluster,
-        LabConfig {
-            name: name.to_string(),
-            nodes: 3,
-            pods_per_node: 1,
-            log_dir,
-            binaries,
-        },
-    )
-    .await
+    let config = LabConfig::three_nodes(name, profile_dir, cluster.server(), log_dir);
+    Lab::start(cluster, config).await
 }
 
 #[tokio::test]

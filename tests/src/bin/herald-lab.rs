@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use herald_tests::lab_cluster::{Binaries, Lab, LabConfig, Reply};
+use herald_tests::lab_cluster::{Lab, LabConfig, Reply};
 use herald_tests::{cluster_in, lan};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -159,23 +159,10 @@ fn running(pid: u32) -> bool {
 
 async fn start_lab(name: &str, namespace: &str, log_dir: PathBuf) -> Lab {
     let cluster = cluster_in(namespace).await;
-    let profile_dir = std::env::current_exe()
-        .expect("this program's path")
-        .parent()
-        .expect("a folder")
-        .to_owned();
-    let binaries = Binaries::in_dir(&profile_dir, cluster.server());
-    Lab::start(
-        cluster,
-        LabConfig {
-            name: name.to_string(),
-            nodes: 3,
-            pods_per_node: 1,
-            log_dir,
-            binaries,
-        },
-    )
-    .await
+    let exe = std::env::current_exe().expect("this program's path");
+    let profile_dir = exe.parent().expect("a folder");
+    let config = LabConfig::three_nodes(name, profile_dir, cluster.server(), log_dir);
+    Lab::start(cluster, config).await
 }
 
 async fn serve(state: &Path) {
