@@ -14,15 +14,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use herald_tests::eventually;
-use herald_tests::lab::{Lab, WAIT, services, winner_index};
 use herald_tests::lan::Host;
+use herald_tests::speaker_lan::{SpeakerLan, WAIT, services, winner_index};
 use serde_json::json;
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
-async fn lab(name: &str, nodes: usize) -> Lab {
-    Lab::new(name, nodes, Path::new(env!("CARGO_BIN_EXE_herald-speaker"))).await
+async fn lab(name: &str, nodes: usize) -> SpeakerLan {
+    SpeakerLan::new(name, nodes, Path::new(env!("CARGO_BIN_EXE_herald-speaker"))).await
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn thirty_addresses_spread_over_three_nodes_and_a_lost_node_moves_only_its
         .await;
     }
     // Service name → the condition's message, once all 30 are announced.
-    let owners = |lab: &Lab| {
+    let owners = |lab: &SpeakerLan| {
         let api = services(&lab.cluster);
         async move {
             let list = api.list(&Default::default()).await.ok()?;

@@ -10,9 +10,9 @@
 pub mod bridge;
 pub mod install;
 pub mod lab;
-pub mod lab_cluster;
 pub mod lan;
 pub mod objects;
+pub mod speaker_lan;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! End to end, on the lab (`herald_tests::lab_cluster`): allocation → announcement → traffic →
+//! End to end, on the lab (`herald_tests::lab`): allocation → announcement → traffic →
 //! source address → failover, for IPv4 and IPv6 and both traffic policies, plus a pool edit
 //! and a controller restart in the middle of traffic, with the real herald-controller,
 //! herald-speaker and kube-proxy, and real clients (`arping`, `ndisc6`, `curl`, `ip neigh`).
@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use herald_tests::lab_cluster::WAIT;
-use herald_tests::lab_cluster::{Lab, LabConfig, Probe, Reply};
+use herald_tests::lab::WAIT;
+use herald_tests::lab::{Lab, LabConfig, Probe, Reply};
 use herald_tests::{eventually, test_cluster};
 
 const CLUSTER: &str = "echo-cluster";

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use herald_tests::lab::{Lab, WAIT};
+use herald_tests::speaker_lan::{SpeakerLan, WAIT};
 use herald_tests::{eventually, lan::Host};
 use serde_json::json;
 
@@ -32,7 +32,7 @@ async fn main() {
         [path, flag, n] if flag == "--trials" => (PathBuf::from(path), n.parse().expect(USAGE)),
         _ => panic!("{USAGE}"),
     };
-    let mut lab = Lab::new("bench", 3, &speaker).await;
+    let mut lab = SpeakerLan::new("bench", 3, &speaker).await;
     lab.service("web", &[ADDRESS], false, &[0, 1, 2]).await;
     lab.settled("web", ADDRESS).await;
 
@@ -63,7 +63,7 @@ enum Failure {
 }
 
 /// One failover: returns the gap the client saw.
-async fn trial(lab: &mut Lab, failure: Failure) -> Duration {
+async fn trial(lab: &mut SpeakerLan, failure: Failure) -> Duration {
     let (winner, _) = lab.settled("web", ADDRESS).await;
     let old_mac = lab.nodes[winner].1.mac.clone();
     let client = lab.client.clone();
@@ -127,7 +127,7 @@ fn report(what: &str, gaps: &mut [Duration]) {
 /// capture on the node's interface (kernel timestamps of the request coming in and the reply
 /// going out), for the speaker's address and, for reference, the node's own address that its
 /// kernel answers.
-async fn arp_latency(lab: &Lab) {
+async fn arp_latency(lab: &SpeakerLan) {
     let (winner, _) = lab.settled("web", ADDRESS).await;
     let node = lab.nodes[winner].1.clone();
     let node_ip = node.ipv4.to_string();
@@ -191,7 +191,7 @@ fn request_to_reply(capture: &str, ip: &str) -> Vec<f64> {
     micros
 }
 
-async fn rss_with_1000_addresses(lab: &Lab) {
+async fn rss_with_1000_addresses(lab: &SpeakerLan) {
     let big = format!("{}-big", lab.pool);
     let apply =
         |object: serde_json::Value| async move {

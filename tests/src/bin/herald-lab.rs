@@ -1,4 +1,4 @@
-//! `herald-lab`: Herald running for real on this machine (see `herald_tests::lab_cluster`), with
+//! `herald-lab`: Herald running for real on this machine (see `herald_tests::lab`), with
 //! a demo to watch. `scripts/lab` builds everything and runs it.
 //!
 //! - `up`: stops a lab left running, starts a new one in the background (`serve`), shows its
@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use herald_tests::lab_cluster::{Lab, LabConfig, Reply};
+use herald_tests::lab::{Lab, LabConfig, Reply};
 use herald_tests::{cluster_in, lan};
 use tokio::signal::unix::{SignalKind, signal};
 

@@ -1,0 +1,238 @@
+//! A LAN of network namespaces running the real herald-speaker: an API host bridged to the
+//! test API server, a client and some nodes, with the Node objects, a pool and an
+//! L2Advertisement a real cluster would hold. Services get their status as the controller
+//! would write it. Used by the speaker's layer-2 tests and its benchmark.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::bridge::ApiBridge;
+use crate::lan::{Host, Lan};
+use crate::{TestCluster, eventually, objects, test_cluster};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct SpeakerLan {
+    pub cluster: TestCluster,
+    pub lan: Lan,
+    bridge: ApiBridge,
+    speaker: PathBuf,
+    /// Node object name → (LAN host, speaker process).
+    pub nodes: Vec<(String, Host, Option<Child>)>,
+    pub client: Host,
+    pub pool: String,
+}
+
+impl SpeakerLan {
+    /// A LAN with an API host, a client and `node_count` nodes, each running `speaker`.
+    pub async fn new(name: &str, node_count: usize, speaker: &Path) -> SpeakerLan {
+        let cluster = test_cluster(name).await;
+        let mut lan = Lan::new(name);
+        let api = lan.add_host("api", 2);
+        let client = lan.add_host("client", 100);
+        let bridge = ApiBridge::new(cluster.server(), &api);
+        let mut nodes = Vec::new();
+        for i in 0..node_count {
+            let host = lan.add_host(&format!("node{i}"), 11 + i as u8);
+            let node = cluster.unique_name(&format!("node{i}"));
+            objects::create_node(&cluster, &node, &[IpAddr::V4(host.ipv4)], &[]).await;
+            nodes.push((node, host, None));
+        }
+        let pool = cluster.unique_name("lan");
+        objects::pool_for_lab_nodes(
+            &cluster,
+            &pool,
+            &[
+                "192.0.2.200-192.0.2.250",
+                "203.0.113.100-203.0.113.150",
+                "2001:db8::200-2001:db8::250",
+            ],
+        )
+        .await;
+        let mut lab = SpeakerLan {
+            cluster,
+            lan,
+            bridge,
+            speaker: speaker.to_owned(),
+            nodes,
+            client,
+            pool,
+        };
+        for i in 0..node_count {
+            lab.start_speaker(i);
+        }
+        lab
+    }
+
+    pub fn start_speaker(&mut self, i: usize) {
+        let kubeconfig = self.bridge.kubeconfig().to_owned();
+        let namespace = self.cluster.namespace().to_owned();
+        let (node, host, process) = &mut self.nodes[i];
+        let log =
+            std::fs::File::create(self.cluster.server().data_dir().join(format!("{node}.log")))
+                .unwrap();
+        let child = host
+            .command(&self.speaker.to_string_lossy())
+            .args(["--node-name", node, "--namespace", &namespace])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "--metrics-bind-address",
+                "127.0.0.1:9403",
+                "--health-bind-address",
+                "127.0.0.1:9404",
+            ])
+            .env("RUST_LOG", "info,herald_speaker=debug")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting herald-speaker");
+        *process = Some(child);
+    }
+
+    pub fn kill_speaker(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].2.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and returns at once; the speaker hands over, then exits.
+    pub fn terminate_speaker(&mut self, i: usize) -> Child {
+        let child = self.nodes[i].2.take().expect("a running speaker");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child
+    }
+
+    pub fn node_of_mac(&self, mac: &str) -> Option<usize> {
+        self.nodes.iter().position(|(_, host, _)| host.mac == mac)
+    }
+
+    /// A Service with `ips` in its status as the controller writes them, and ready endpoints
+    /// on the nodes with the given indexes.
+    pub async fn service(&self, name: &str, ips: &[&str], local: bool, ready_on: &[usize]) {
+        let policy = if local { "Local" } else { "Cluster" };
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": policy, "allocateLoadBalancerNodePorts": false,
+                     "ports": [{"port": 80}], "selector": {"app": name}},
+        }))
+        .unwrap();
+        services(&self.cluster)
+            .create(&PostParams::default(), &service)
+            .await
+            .unwrap();
+        let ingress: Vec<Value> = ips
+            .iter()
+            .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
+            .collect();
+        let status = json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": self.cluster.namespace()},
+            "status": {"loadBalancer": {"ingress": ingress}, "conditions": [{
+                "type": "herald.dev/Allocated", "status": "True", "reason": "Allocated",
+                "message": format!("from pool {:?}", self.pool), "lastTransitionTime": "2026-11-21T00:00:00Z"}]},
+        });
+        services(&self.cluster)
+            .patch_status(
+                name,
+                &PatchParams::apply("herald-controller").force(),
+                &Patch::Apply(&status),
+            )
+            .await
+            .unwrap();
+        self.endpoints(name, ready_on).await;
+    }
+
+    pub async fn endpoints(&self, service: &str, ready_on: &[usize]) {
+        let endpoints: Vec<Value> = ready_on
+            .iter()
+            .map(|i| json!({"addresses": [format!("198.51.100.{}", 10 + i)], "nodeName": self.nodes[*i].0,
+                            "conditions": {"ready": true}}))
+            .collect();
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{service}-1"), "namespace": self.cluster.namespace(),
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": endpoints, "ports": [{"port": 80}],
+        });
+        Api::<EndpointSlice>::namespaced(self.cluster.client(), self.cluster.namespace())
+            .patch(
+                &format!("{service}-1"),
+                &PatchParams::apply("tests").force(),
+                &Patch::Apply(&slice),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits for the Service's Announced condition to have `reason` and returns its message.
+    pub async fn announced(&self, service: &str, reason: &str) -> String {
+        objects::announced(&services(&self.cluster), service, reason, WAIT).await
+    }
+
+    /// Waits until exactly the node that the Service's condition names answers ARP for `ip`;
+    /// returns that node and the condition's message.
+    pub async fn settled(&self, service: &str, ip: &str) -> (usize, String) {
+        eventually(
+            WAIT,
+            &format!("one node to answer for {ip} as {service}'s condition says"),
+            || async {
+                let message = self.announced(service, "Announced").await;
+                let winner = winner_index(self, &message);
+                let answers = self.arp_answers(ip).await;
+                (answers == BTreeSet::from([self.nodes[winner].1.mac.clone()]))
+                    .then_some((winner, message))
+            },
+        )
+        .await
+    }
+
+    /// The MACs answering ARP for `ip` from the client, as a set.
+    pub async fn arp_answers(&self, ip: &str) -> BTreeSet<String> {
+        let client = self.client.clone();
+        let ip: Ipv4Addr = ip.parse().unwrap();
+        tokio::task::spawn_blocking(move || client.arping(ip, 2, Duration::from_millis(600)))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+}
+
+impl Drop for SpeakerLan {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (node, _, _) in &self.nodes {
+                let log = self.cluster.server().data_dir().join(format!("{node}.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(25).collect();
+                eprintln!(
+                    "--- {node} ---\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+    }
+}
+
+pub fn services(cluster: &TestCluster) -> Api<Service> {
+    Api::namespaced(cluster.client(), cluster.namespace())
+}
+
+/// The node a `herald.dev/Announced` message names.
+pub fn winner_index(lab: &SpeakerLan, message: &str) -> usize {
+    lab.nodes
+        .iter()
+        .position(|(name, _, _)| message.starts_with(&format!("node {name} answers on")))
+        .unwrap_or_else(|| panic!("no node of this LAN in {message:?}"))
+}
