@@ -25,7 +25,7 @@ use kube::runtime::watcher::{self, Event, watcher as watch_all};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::heartbeat;
 use crate::link::interfaces::{self, Interface};
@@ -95,6 +95,20 @@ where
             Err(e) => Change::WatchError(what, e),
         })
         .boxed()
+}
+
+/// The API server's message when a watch was refused for lack of permission.
+fn forbidden(error: &watcher::Error) -> Option<&str> {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+            if status.code == 403 =>
+        {
+            Some(&status.message)
+        }
+        _ => None,
+    }
 }
 
 /// The responders running, one per interface, on a thread and runtime of their own: whatever
@@ -431,9 +445,14 @@ struct Speaker {
 impl Speaker {
     fn apply(&mut self, change: Change) {
         match change {
-            Change::WatchError(what, e) => {
-                warn!(resource = what, error = %e, "watch error; retrying with backoff")
-            }
+            Change::WatchError(what, e) => match forbidden(&e) {
+                Some(message) => error!(
+                    resource = what,
+                    "not allowed to list and watch {what}: {message}. Grant it to the speaker's \
+                     ServiceAccount (deploy/ holds the RBAC); retrying with backoff"
+                ),
+                None => warn!(resource = what, error = %e, "watch error; retrying with backoff"),
+            },
             Change::Node(event) => self.watch_event(
                 *event,
                 "nodes",

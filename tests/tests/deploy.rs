@@ -375,46 +375,10 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
         controller.log_tail(200)
     );
 
-    // The speaker, as its ServiceAccount, on a Node whose InternalIP is loopback (where it
-    // gossips). The Service has no endpoint and no L2Advertisement exists, so it opens no raw
-    // socket: it says so on the Service, which needs its watches, the status write and its
-    // heartbeat Lease.
-    let node = cluster.unique_name("node");
-    install::apply(
-        cluster.server(),
-        &[json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})],
-    );
-    cluster.kubectl(&[
-        "patch",
-        "node",
-        &node,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}"#,
-    ]);
-    let kubeconfig = install::service_account_kubeconfig(cluster.server(), NAMESPACE, SPEAKER);
-    let args: Vec<String> = [
-        "--node-name",
-        &node,
-        "--namespace",
-        NAMESPACE,
-        "--gossip-bind-address",
-        &format!("127.0.0.1:{}", free_port()),
-        "--metrics-bind-address",
-        &format!("127.0.0.1:{}", free_port()),
-        "--health-bind-address",
-        &format!("127.0.0.1:{}", free_port()),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut speaker = install::run_as(
-        cluster.server(),
-        &workspace_binary("herald-speaker"),
-        &kubeconfig,
-        &args,
-    );
+    // The speaker, as its ServiceAccount. The Service has no endpoint and no L2Advertisement
+    // exists, so it opens no raw socket: it says so on the Service, which needs its watches,
+    // the status write and its heartbeat Lease.
+    let (mut speaker, node, _) = start_speaker(&cluster, NAMESPACE);
     let services = Api::<Service>::namespaced(cluster.client(), cluster.namespace());
     eventually(WAIT, "the speaker's Announced condition", || async {
         let status = services.get("web").await.ok()?.status?;
@@ -449,25 +413,96 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
     );
 }
 
-#[tokio::test]
-async fn a_controller_missing_a_permission_says_which() {
-    let cluster = test_cluster("rbac-missing").await;
-    // Its own namespace (and so its own roles): the other RBAC test runs alongside.
+/// The speaker as ServiceAccount `herald-speaker` of `namespace`, on a new Node whose
+/// InternalIP is loopback (where it gossips); returns it, its Node and its health port.
+fn start_speaker(cluster: &TestCluster, namespace: &str) -> (herald_tests::Process, String, u16) {
+    let node = cluster.unique_name("node");
+    install::apply(
+        cluster.server(),
+        &[json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})],
+    );
+    cluster.kubectl(&[
+        "patch",
+        "node",
+        &node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}"#,
+    ]);
+    let kubeconfig = install::service_account_kubeconfig(cluster.server(), namespace, SPEAKER);
+    let health = free_port();
+    let args: Vec<String> = [
+        "--node-name",
+        &node,
+        "--namespace",
+        namespace,
+        "--gossip-bind-address",
+        &format!("127.0.0.1:{}", free_port()),
+        "--metrics-bind-address",
+        &format!("127.0.0.1:{}", free_port()),
+        "--health-bind-address",
+        &format!("127.0.0.1:{health}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let speaker = install::run_as(
+        cluster.server(),
+        &workspace_binary("herald-speaker"),
+        &kubeconfig,
+        &args,
+    );
+    (speaker, node, health)
+}
+
+/// Roles of their own for a test: `deploy/`'s RBAC objects moved to a new namespace, without
+/// the rules of role `role` on `resource`.
+fn rbac_without(cluster: &TestCluster, role: &str, resource: &str) -> String {
     let namespace = cluster.unique_name("herald");
     let mut objects = install::rbac_objects(&namespace);
-    let rules = install::rules_mut(
-        &mut objects,
-        "ClusterRole",
-        &format!("{CONTROLLER}-{namespace}"),
-    );
+    let rules = install::rules_mut(&mut objects, "ClusterRole", &format!("{role}-{namespace}"));
     let before = rules.len();
-    rules.retain(|r| r["resources"] != json!(["services/status"]));
-    assert_eq!(rules.len(), before - 1, "no services/status rule to remove");
+    rules.retain(|r| r["resources"] != json!([resource]));
+    assert_eq!(rules.len(), before - 1, "no {resource} rule to remove");
     objects.insert(
         0,
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
     );
     install::apply(cluster.server(), &objects);
+    namespace
+}
+
+#[tokio::test]
+async fn a_speaker_missing_a_permission_says_which_and_is_not_ready() {
+    let cluster = test_cluster("rbac-speaker").await;
+    let namespace = rbac_without(&cluster, SPEAKER, "endpointslices");
+    let (speaker, _, health) = start_speaker(&cluster, &namespace);
+    let wanted = "not allowed to list and watch endpointslices";
+    eventually(
+        WAIT,
+        "the speaker to log the missing permission",
+        || async { speaker.log_tail(200).contains(wanted).then_some(()) },
+    )
+    .await;
+    let readyz = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{health}/readyz"))
+        .output()
+        .expect("running curl");
+    assert_eq!(
+        String::from_utf8_lossy(&readyz.stdout),
+        "503",
+        "a speaker that cannot watch endpointslices must not be ready:\n{}",
+        speaker.log_tail(40)
+    );
+}
+
+#[tokio::test]
+async fn a_controller_missing_a_permission_says_which() {
+    let cluster = test_cluster("rbac-missing").await;
+    // Its own namespace (and so its own roles): the other RBAC tests run alongside.
+    let namespace = rbac_without(&cluster, CONTROLLER, "services/status");
 
     let class = "herald.dev/rbac-missing";
     let controller = start_controller(&cluster, &namespace, class);
