@@ -24,7 +24,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher as watch_all};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::index::{Decision, Index};
 use crate::metrics::{self, Metrics};
@@ -122,8 +122,12 @@ enum Write {
     Pool(PoolStatus),
 }
 
-type WriteResult = (Target, Write, Result<(), kube::Error>);
+/// A finished write: its target, what it wrote, how long it waited first, how it went.
+type WriteResult = (Target, Write, Duration, Result<(), kube::Error>);
 type Pending<T> = FuturesUnordered<Pin<Box<dyn Future<Output = T> + Send>>>;
+
+const WRITE_RETRY_MIN: Duration = Duration::from_millis(500);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Writes with at most `limit` in flight, the latest desired state per target only.
 struct Writer {
@@ -155,14 +159,14 @@ impl Writer {
             self.running.push(Box::pin(async move {
                 tokio::time::sleep(delay).await;
                 let result = apply(&client, &target, &write).await;
-                (target, write, result)
+                (target, write, delay, result)
             }));
         }
     }
 
-    /// Records a finished write; a failed one is retried with backoff unless a newer state
-    /// replaced it meanwhile.
-    fn finished(&mut self, (target, write, result): WriteResult, metrics: &Metrics) {
+    /// Records a finished write; a failed one is retried with backoff (doubling from 500 ms up
+    /// to 30 s) unless a newer state replaced it meanwhile.
+    fn finished(&mut self, (target, write, delay, result): WriteResult, metrics: &Metrics) {
         self.in_flight.remove(&target);
         let outcome = match &result {
             Ok(()) => "ok",
@@ -178,10 +182,17 @@ impl Writer {
         if let Err(e) = result
             && outcome == "error"
         {
-            warn!(?target, error = %e, "status write failed; retrying");
-            self.latest
-                .entry(target)
-                .or_insert((write, Duration::from_millis(500)));
+            let retry = (delay * 2).clamp(WRITE_RETRY_MIN, WRITE_RETRY_MAX);
+            match &e {
+                kube::Error::Api(s) if s.code == 403 => error!(
+                    ?target,
+                    "not allowed to write the status: {}. Grant it to the controller's \
+                     ServiceAccount (deploy/ holds the RBAC); retrying in {retry:?}",
+                    s.message
+                ),
+                _ => warn!(?target, error = %e, "status write failed; retrying in {retry:?}"),
+            }
+            self.latest.entry(target).or_insert((write, retry));
         }
         self.start();
     }

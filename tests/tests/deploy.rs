@@ -508,11 +508,19 @@ async fn a_controller_missing_a_permission_says_which() {
     let controller = start_controller(&cluster, &namespace, class);
     pool_and_service(&cluster, "192.0.2.32/28", class);
 
-    let wanted = "cannot patch resource \"services/status\"";
+    // What is missing, in the API server's words, and what to do about it.
+    let wanted = [
+        "not allowed to write the status",
+        "cannot patch resource \"services/status\"",
+        "Grant it to the controller's ServiceAccount",
+    ];
     eventually(
         WAIT,
         "the controller to log the missing permission",
-        || async { controller.log_tail(200).contains(wanted).then_some(()) },
+        || async {
+            let log = controller.log_tail(200);
+            wanted.iter().all(|w| log.contains(w)).then_some(())
+        },
     )
     .await;
     assert_eq!(ingress_ip(&cluster).await, None);
