@@ -42,9 +42,6 @@ pub const SERVICE_PORT: u16 = 80;
 const POD_PORT: u16 = 8080;
 /// The label that selects the lab's pods.
 const APP: &str = "echo";
-/// Where Herald is installed: its ServiceAccounts, the controller's leader Lease and the
-/// speakers' heartbeat Leases.
-const SYSTEM_NAMESPACE: &str = "herald-system";
 const FIELD_MANAGER: &str = "herald-lab";
 const POOL: &[&str] = &["192.0.2.200-192.0.2.220", "2001:db8::200-2001:db8::220"];
 
@@ -151,28 +148,29 @@ pub struct Lab {
     kube_proxy_kubeconfig: PathBuf,
     /// Dropped after the processes above and before the LAN, whose namespaces it serves in.
     _bridge: ApiBridge,
-    pub lan: Lan,
+    /// Held for its namespaces, which go when it is dropped, last.
+    _lan: Lan,
 }
 
 impl Lab {
-    /// Builds the LAN, writes the cluster's objects, and starts every process; returns once
-    /// every kube-proxy serves and the controller leads.
+    /// Builds the LAN, writes the cluster's objects and Herald's RBAC (in herald-system), and
+    /// starts every process; returns once every kube-proxy serves.
     pub async fn start(cluster: TestCluster, config: LabConfig) -> Lab {
         let mut lan = Lan::new(&config.name);
         let control_plane = lan.add_host("cp", 2);
         let client = lan.add_host("client", 100);
         let bridge = ApiBridge::new(cluster.server(), &control_plane);
         let server = cluster.server();
-        install::install_rbac(server, SYSTEM_NAMESPACE);
+        install::install_rbac(server, install::NAMESPACE);
         let controller_kubeconfig = bridge.for_lan(&install::service_account_kubeconfig(
             server,
-            SYSTEM_NAMESPACE,
-            "herald-controller",
+            install::NAMESPACE,
+            install::CONTROLLER,
         ));
         let speaker_kubeconfig = bridge.for_lan(&install::service_account_kubeconfig(
             server,
-            SYSTEM_NAMESPACE,
-            "herald-speaker",
+            install::NAMESPACE,
+            install::SPEAKER,
         ));
         // Bound to the ClusterRole system:node-proxier by the API server's defaults.
         let kube_proxy_kubeconfig =
@@ -216,7 +214,7 @@ impl Lab {
             speaker_kubeconfig,
             kube_proxy_kubeconfig,
             _bridge: bridge,
-            lan,
+            _lan: lan,
         };
         lab.start_controller();
         for i in 0..lab.nodes.len() {
@@ -242,7 +240,7 @@ impl Lab {
                 "--health-bind-address",
                 "127.0.0.1:9402",
                 "--lease-namespace",
-                SYSTEM_NAMESPACE,
+                install::NAMESPACE,
             ]);
         self.controller = Some(self.spawn("herald-controller", command));
     }
@@ -260,7 +258,7 @@ impl Lab {
             .host
             .command(&self.config.binaries.speaker.to_string_lossy());
         command
-            .args(["--node-name", &node.name, "--namespace", SYSTEM_NAMESPACE])
+            .args(["--node-name", &node.name, "--namespace", install::NAMESPACE])
             .arg("--kubeconfig")
             .arg(&self.speaker_kubeconfig)
             .args([
