@@ -64,19 +64,8 @@ async fn herald_end_to_end() {
                 "{service} {ip}: exactly the node its condition names answers"
             );
             let reply = reply(&lab, ip);
-            let client = match ip {
-                IpAddr::V4(_) => IpAddr::V4(lab.client.ipv4),
-                IpAddr::V6(_) => IpAddr::V6(lab.client.ipv6),
-            };
             if local {
-                assert_eq!(
-                    reply.saw, client,
-                    "{service} {ip}: Local keeps the client's address"
-                );
-                assert_eq!(
-                    reply.node, lab.nodes[node].name,
-                    "{service} {ip}: Local traffic stays on the announcing node"
-                );
+                assert_local(&lab, &reply, ip, node, "first");
             } else {
                 assert!(
                     lab.node_of_address(reply.saw).is_some(),
@@ -100,15 +89,12 @@ async fn herald_end_to_end() {
         )
         .await;
         let now = lab.settled(LOCAL, ip).await;
-        let reply = reply(&lab, ip);
-        assert_eq!(
-            reply.node, lab.nodes[now].name,
-            "{ip}: Local after the move"
-        );
-        assert!(
-            lab.node_of_address(reply.saw).is_none(),
-            "{ip}: saw {}",
-            reply.saw
+        assert_local(
+            &lab,
+            &reply(&lab, ip),
+            ip,
+            now,
+            "after its pod turned unready",
         );
         // The address goes back once the pod is ready again: wait for that before going on.
         lab.set_pod_ready(node, 0, true, &[CLUSTER, LOCAL]).await;
@@ -165,15 +151,7 @@ async fn herald_end_to_end() {
             "{service} {ip}: the client's neighbour entry"
         );
         if local {
-            assert_eq!(
-                after.node, lab.nodes[now].name,
-                "{service} {ip}: Local after failover"
-            );
-            assert!(
-                lab.node_of_address(after.saw).is_none(),
-                "{service} {ip}: Local after failover saw {}",
-                after.saw
-            );
+            assert_local(&lab, &after, ip, now, "after the failover");
         }
         eprintln!(
             "{service} {ip}: {} failed; traffic back through {} after {} ms",
@@ -205,6 +183,23 @@ async fn answering_macs(lab: &Lab, ip: IpAddr) -> BTreeSet<String> {
     })
     .await
     .expect("the client's probe")
+}
+
+/// With `externalTrafficPolicy: Local` the request reached the pod on the announcing node with
+/// the client's own address.
+fn assert_local(lab: &Lab, reply: &Reply, ip: IpAddr, announcing: usize, when: &str) {
+    let client = match ip {
+        IpAddr::V4(_) => IpAddr::V4(lab.client.ipv4),
+        IpAddr::V6(_) => IpAddr::V6(lab.client.ipv6),
+    };
+    assert_eq!(
+        reply.saw, client,
+        "{ip} ({when}): Local keeps the client's address"
+    );
+    assert_eq!(
+        reply.node, lab.nodes[announcing].name,
+        "{ip} ({when}): Local traffic stays on the announcing node"
+    );
 }
 
 fn reply(lab: &Lab, ip: IpAddr) -> Reply {
