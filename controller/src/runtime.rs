@@ -15,6 +15,7 @@ use herald_core::addresses::IpFamily;
 use herald_core::allocation::ServiceKey;
 use herald_crds::IPAddressPool;
 use herald_runtime::events::Publisher;
+use herald_runtime::forbidden;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -73,12 +74,14 @@ pub async fn preflight(client: &Client) -> Result<(), Error> {
         Err(kube::Error::Api(s)) if s.code == 404 && resource == "ipaddresspools" => {
             Err(Error::MissingCrds)
         }
-        Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Forbidden {
-            verb: "list",
-            resource,
-            message: s.message,
-        }),
-        Err(source) => Err(Error::Api { resource, source }),
+        Err(source) => match forbidden(&source) {
+            Some(message) => Err(Error::Forbidden {
+                verb: "list",
+                resource,
+                message: message.to_owned(),
+            }),
+            None => Err(Error::Api { resource, source }),
+        },
     };
     check(
         "ipaddresspools",
@@ -183,14 +186,13 @@ impl Writer {
             && outcome == "error"
         {
             let retry = (delay * 2).clamp(WRITE_RETRY_MIN, WRITE_RETRY_MAX);
-            match &e {
-                kube::Error::Api(s) if s.code == 403 => error!(
+            match forbidden(&e) {
+                Some(message) => error!(
                     ?target,
-                    "not allowed to write the status: {}. Grant it to the controller's \
-                     ServiceAccount (deploy/ holds the RBAC); retrying in {retry:?}",
-                    s.message
+                    "not allowed to write the status: {message}. Grant it to the controller's \
+                     ServiceAccount (deploy/ holds the RBAC); retrying in {retry:?}"
                 ),
-                _ => warn!(?target, error = %e, "status write failed; retrying in {retry:?}"),
+                None => warn!(?target, error = %e, "status write failed; retrying in {retry:?}"),
             }
             self.latest.entry(target).or_insert((write, retry));
         }

@@ -46,6 +46,15 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
     Client::try_from(config).context("building the API client")
 }
 
+/// The API server's message when it refused a request for lack of permission (HTTP 403), so
+/// that a binary can say which permission to grant.
+pub fn forbidden(error: &kube::Error) -> Option<&str> {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => Some(&status.message),
+        _ => None,
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -98,15 +98,11 @@ where
 }
 
 /// The API server's message when a watch was refused for lack of permission.
-fn forbidden(error: &watcher::Error) -> Option<&str> {
+fn watch_forbidden(error: &watcher::Error) -> Option<&str> {
     match error {
-        watcher::Error::InitialListFailed(kube::Error::Api(status))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
-        | watcher::Error::WatchFailed(kube::Error::Api(status))
-            if status.code == 403 =>
-        {
-            Some(&status.message)
-        }
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => herald_runtime::forbidden(e),
         _ => None,
     }
 }
@@ -445,7 +441,7 @@ struct Speaker {
 impl Speaker {
     fn apply(&mut self, change: Change) {
         match change {
-            Change::WatchError(what, e) => match forbidden(&e) {
+            Change::WatchError(what, e) => match watch_forbidden(&e) {
                 Some(message) => error!(
                     resource = what,
                     "not allowed to list and watch {what}: {message}. Grant it to the speaker's \
