@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use herald_tests::eventually;
 use herald_tests::lan::Host;
-use herald_tests::speaker_lan::{SpeakerLan, WAIT, services, winner_index};
+use herald_tests::objects::services;
+use herald_tests::speaker_lan::{SpeakerLan, WAIT, winner_index};
 use serde_json::json;
 use tokio::sync::Mutex;
 

@@ -422,7 +422,7 @@ impl Lab {
     }
 
     pub fn services(&self) -> Api<Service> {
-        Api::namespaced(self.cluster.client(), self.cluster.namespace())
+        objects::services(&self.cluster)
     }
 
     /// Waits for the Service's addresses (IPv4 first) in its status.
@@ -450,9 +450,7 @@ impl Lab {
 
     /// The node that an Announced message names.
     pub fn node_named_in(&self, message: &str) -> Option<usize> {
-        self.nodes
-            .iter()
-            .position(|node| message.starts_with(&format!("node {} answers on", node.name)))
+        objects::announcing_node(message, self.nodes.iter().map(|node| node.name.as_str()))
     }
 
     /// Waits until the Service is announced by a live node, and returns that node.

@@ -94,6 +94,20 @@ pub async fn apply_herald(cluster: &TestCluster, object: Value) {
         .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
 }
 
+/// The Services of the test's namespace.
+pub fn services(cluster: &TestCluster) -> Api<Service> {
+    Api::namespaced(cluster.client(), cluster.namespace())
+}
+
+/// Which of `nodes` (Node names, in order) a `herald.dev/Announced` message names as the one
+/// that answers.
+pub fn announcing_node<'a>(
+    message: &str,
+    mut nodes: impl Iterator<Item = &'a str>,
+) -> Option<usize> {
+    nodes.position(|name| message.starts_with(&format!("node {name} answers on")))
+}
+
 /// Waits up to `timeout` for the Service's `herald.dev/Announced` condition to have `reason`,
 /// and returns its message.
 pub async fn announced(

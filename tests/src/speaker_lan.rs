@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use crate::bridge::ApiBridge;
 use crate::lan::{Host, Lan};
-use crate::{TestCluster, eventually, objects, test_cluster};
+use crate::objects::{self, services};
+use crate::{TestCluster, eventually, test_cluster};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -225,14 +226,8 @@ impl Drop for SpeakerLan {
     }
 }
 
-pub fn services(cluster: &TestCluster) -> Api<Service> {
-    Api::namespaced(cluster.client(), cluster.namespace())
-}
-
 /// The node a `herald.dev/Announced` message names.
 pub fn winner_index(lab: &SpeakerLan, message: &str) -> usize {
-    lab.nodes
-        .iter()
-        .position(|(name, _, _)| message.starts_with(&format!("node {name} answers on")))
+    objects::announcing_node(message, lab.nodes.iter().map(|(name, _, _)| name.as_str()))
         .unwrap_or_else(|| panic!("no node of this LAN in {message:?}"))
 }
