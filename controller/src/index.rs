@@ -24,6 +24,7 @@ pub const ALLOCATED: &str = "herald.dev/Allocated";
 struct ServiceEntry {
     uid: String,
     generation: Option<i64>,
+    resource_version: Option<String>,
     created: Option<Time>,
     /// None when the Service is not Herald's (type, class, being deleted); else its request,
     /// with what was malformed left out, and the error if anything was.
@@ -38,9 +39,19 @@ struct ServiceEntry {
 /// One pool as read from the API.
 #[derive(Debug)]
 struct PoolEntry {
-    read: Result<Pool, Vec<String>>,
+    uid: String,
+    read: Result<Pool, pool::Invalid>,
     /// The status the pool shows, so a new leader keeps its conditions' transition times.
     observed: Option<status::PoolStatus>,
+}
+
+/// A pool's status as it should be, and as it shows now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolReport {
+    pub name: String,
+    pub uid: String,
+    pub status: status::PoolStatus,
+    pub observed: Option<status::PoolStatus>,
 }
 
 /// What to do for one Service.
@@ -84,6 +95,7 @@ impl Index {
         let entry = ServiceEntry {
             uid: object.metadata.uid.clone().unwrap_or_default(),
             generation: object.metadata.generation,
+            resource_version: object.metadata.resource_version.clone(),
             created: object.metadata.creation_timestamp.clone(),
             request: ours.then(|| service::request(object, &namespace_labels)),
             observed_ips: service::status_addresses(object),
@@ -119,20 +131,37 @@ impl Index {
     }
 
     pub fn apply_pool(&mut self, object: &IPAddressPool) -> Vec<ServiceKey> {
+        let name = object.metadata.name.clone().unwrap_or_default();
         let read = pool::read(object);
         match &read {
             Ok(p) => self.allocator.set_pool(p.clone()),
-            // An invalid pool hands out nothing; what it held is taken back visibly.
-            Err(_) => self
-                .allocator
-                .remove_pool(&object.metadata.name.clone().unwrap_or_default()),
+            // Bad input loses nothing: the pool keeps what it handed out (by its last valid
+            // spec, else by its addresses) and hands out nothing new until it is fixed.
+            Err(invalid) => {
+                let kept = self.allocator.pool(&name).cloned().or_else(|| {
+                    Some(Pool {
+                        name: name.clone(),
+                        addresses: invalid.addresses.clone()?,
+                        auto_assign: object.spec.auto_assign,
+                        allocation: None,
+                        hands_out: false,
+                    })
+                });
+                match kept {
+                    Some(pool) => self.allocator.set_pool(Pool {
+                        hands_out: false,
+                        ..pool
+                    }),
+                    None => self.allocator.remove_pool(&name),
+                }
+            }
         }
         let entry = PoolEntry {
+            uid: object.metadata.uid.clone().unwrap_or_default(),
             read,
             observed: status::PoolStatus::observed(object),
         };
-        self.pools
-            .insert(object.metadata.name.clone().unwrap_or_default(), entry);
+        self.pools.insert(name, entry);
         self.ours()
     }
 
@@ -219,12 +248,20 @@ impl Index {
             return (None, Vec::new());
         };
         let held_before = self.allocator.assignment(key).cloned();
+        // Herald sets the ingress list of its Services, also to empty; of a Service it no
+        // longer serves it clears only addresses from its own pools.
+        let mut owns_ingress = true;
         let (ips, condition, mut events) = match &entry.request {
             None => {
                 let released = self.allocator.release(key);
                 if entry.observed_condition.is_none() {
                     return (None, self.freed(released.is_some()));
                 }
+                owns_ingress = entry.observed_ips.iter().all(|ip| {
+                    self.allocator
+                        .pools()
+                        .any(|pool| pool.addresses.contains(*ip))
+                });
                 let events = released
                     .map(|a| vec![status::Event::released(&a.ips)])
                     .unwrap_or_default();
@@ -289,8 +326,10 @@ impl Index {
             };
         let write = (!unchanged).then(|| status::ServiceStatus {
             ips: ips.clone(),
+            owns_ingress,
             condition: condition.clone(),
             generation: entry.generation,
+            resource_version: entry.resource_version.clone(),
         });
         let decision = Decision {
             key: key.clone(),
@@ -307,7 +346,7 @@ impl Index {
     }
 
     /// Every pool's status as it should be, and as it shows now.
-    pub fn pool_statuses(&self) -> Vec<(String, status::PoolStatus, Option<status::PoolStatus>)> {
+    pub fn pool_statuses(&self) -> Vec<PoolReport> {
         self.pools
             .iter()
             .map(|(name, entry)| {
@@ -316,9 +355,17 @@ impl Index {
                         self.allocator.usage(pool),
                         &self.allocator.overlaps(pool),
                     ),
-                    Err(problems) => status::PoolStatus::invalid(problems),
+                    Err(invalid) => status::PoolStatus::invalid(
+                        &invalid.problems,
+                        self.allocator.pool(name).is_some(),
+                    ),
                 };
-                (name.clone(), status, entry.observed.clone())
+                PoolReport {
+                    name: name.clone(),
+                    uid: entry.uid.clone(),
+                    status,
+                    observed: entry.observed.clone(),
+                }
             })
             .collect()
     }

@@ -1,12 +1,12 @@
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use herald_controller::{leader, metrics::Metrics, runtime};
-use herald_runtime::{LogFormat, admin, client, init_logging, shutdown};
+use herald_core::lease::Timings;
+use herald_runtime::flags::{self, AdminDefaults, CommonArgs};
+use herald_runtime::shutdown;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -14,24 +14,12 @@ use tokio::sync::watch;
 #[derive(Parser, Debug)]
 #[command(name = "herald-controller", version)]
 struct Args {
-    /// Kubeconfig to use; else $KUBECONFIG, else the in-cluster config.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
 
     /// Serve only Services with this spec.loadBalancerClass (else only Services without one).
     #[arg(long)]
     load_balancer_class: Option<String>,
-
-    /// Where /metrics is served.
-    #[arg(long, default_value = "0.0.0.0:9401")]
-    metrics_bind_address: SocketAddr,
-
-    /// Where /healthz and /readyz are served.
-    #[arg(long, default_value = "0.0.0.0:9402")]
-    health_bind_address: SocketAddr,
-
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
 
     /// Elect a leader among replicas on a Lease; only the leader writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -48,45 +36,46 @@ struct Args {
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
 
-    /// How long the Lease is valid after its last renewal, in seconds.
-    #[arg(long, default_value_t = 15)]
-    lease_duration: u64,
+    /// How long other replicas wait after the leader's last renewal before taking over.
+    #[arg(long, default_value = "15s", value_parser = flags::duration)]
+    lease_duration: Duration,
 
-    /// How long before the Lease expires the leader renews it, in seconds.
-    #[arg(long, default_value_t = 5)]
-    lease_renew_before: u64,
+    /// How long the leader keeps writing without a successful renewal; shorter than
+    /// --lease-duration, so that it has stopped before another replica takes over.
+    #[arg(long, default_value = "10s", value_parser = flags::duration)]
+    lease_renew_deadline: Duration,
+
+    /// How often the leader renews the Lease, and the others look at it.
+    #[arg(long, default_value = "2s", value_parser = flags::duration)]
+    lease_retry_period: Duration,
 
     /// Status writes in flight at once.
-    #[arg(long, default_value_t = 16)]
-    write_concurrency: usize,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    write_concurrency: u16,
 
-    /// How often pool statuses are updated, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    pool_status_interval_ms: u64,
+    /// How often pool statuses are brought up to date.
+    #[arg(long, default_value = "1s", value_parser = flags::duration)]
+    pool_status_interval: Duration,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    init_logging(args.log_format);
-    if args.lease_renew_before >= args.lease_duration {
-        anyhow::bail!(
-            "--lease-renew-before ({}) must be less than --lease-duration ({})",
-            args.lease_renew_before,
-            args.lease_duration
-        );
+    let args: Args = flags::parse(AdminDefaults {
+        metrics: "0.0.0.0:9401",
+        health: "0.0.0.0:9402",
+    });
+    let timings = Timings {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        retry_period: args.lease_retry_period,
     }
-    let client = client(args.kubeconfig.as_deref()).await?;
+    .validate()?;
+    let client = args.common.start().await?;
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
     let (ready_tx, ready_rx) = watch::channel(false);
-    let admin = admin::serve(
-        args.metrics_bind_address,
-        args.health_bind_address,
-        Arc::new(registry),
-        ready_rx,
-    );
+    let admin = args.common.serve_admin(registry, ready_rx);
 
     runtime::preflight(&client).await?;
     let identity = args
@@ -95,8 +84,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let settings = runtime::Settings {
         load_balancer_class: args.load_balancer_class.clone(),
-        write_concurrency: args.write_concurrency,
-        pool_status_interval: Duration::from_millis(args.pool_status_interval_ms),
+        write_concurrency: usize::from(args.write_concurrency),
+        pool_status_interval: args.pool_status_interval,
         instance: identity.clone(),
     };
     let work = {
@@ -113,8 +102,7 @@ async fn main() -> anyhow::Result<()> {
                 namespace: args.lease_namespace.clone(),
                 name: args.lease_name.clone(),
                 identity,
-                duration_seconds: args.lease_duration,
-                renew_before_seconds: args.lease_renew_before,
+                timings,
             };
             match leader::while_leading(client.clone(), election, work, shutdown()).await? {
                 Some(result) => result.map_err(anyhow::Error::from),

@@ -6,8 +6,17 @@ use herald_core::selector::LabelSelector;
 use herald_crds::{IPAddressPool, label_selector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeLabelSelector;
 
+/// Why a pool cannot be read, and what of it could be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    /// Every problem, each naming its field.
+    pub problems: Vec<String>,
+    /// Its addresses, when they at least are valid: enough to keep what the pool handed out.
+    pub addresses: Option<PoolAddresses>,
+}
+
 /// Reads a pool; the error lists every problem, each naming its field.
-pub fn read(pool: &IPAddressPool) -> Result<Pool, Vec<String>> {
+pub fn read(pool: &IPAddressPool) -> Result<Pool, Invalid> {
     let name = pool.metadata.name.clone().unwrap_or_default();
     let spec = &pool.spec;
     let mut problems = Vec::new();
@@ -36,8 +45,12 @@ pub fn read(pool: &IPAddressPool) -> Result<Pool, Vec<String>> {
             addresses,
             auto_assign: spec.auto_assign,
             allocation,
+            hands_out: true,
         }),
-        _ => Err(problems),
+        addresses => Err(Invalid {
+            problems,
+            addresses,
+        }),
     }
 }
 
@@ -89,7 +102,8 @@ mod tests {
             "addresses": ["192.0.2.0/28", "192.0.2.9-192.0.2.1"],
             "serviceAllocation": {"namespaceSelectors": [{"matchExpressions": [{"key": "env", "operator": "Equals", "values": ["x"]}]}]}
         })))
-        .unwrap_err();
+        .unwrap_err()
+        .problems;
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
             problems[0]

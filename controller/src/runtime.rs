@@ -27,7 +27,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::index::{Decision, Index};
+use crate::index::{Decision, Index, PoolReport};
 use crate::metrics::{self, Metrics};
 use crate::status::{self, FIELD_MANAGER, PoolStatus, ServiceStatus};
 
@@ -171,9 +171,12 @@ impl Writer {
     /// to 30 s) unless a newer state replaced it meanwhile.
     fn finished(&mut self, (target, write, delay, result): WriteResult, metrics: &Metrics) {
         self.in_flight.remove(&target);
+        // A conflict means the object changed after the version this was decided on: the
+        // watch brings the new version, which is decided again, so this write is dropped.
         let outcome = match &result {
             Ok(()) => "ok",
             Err(kube::Error::Api(s)) if s.code == 404 => "gone",
+            Err(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Err(_) => "error",
         };
         metrics
@@ -280,7 +283,13 @@ pub async fn run(
             Some(done) = writer.running.next() => writer.finished(done, &metrics),
             Some(()) = publisher.next() => {}
             _ = pool_tick.tick(), if started => {
-                write_pool_statuses(&index, &mut pool_status_written, &mut writer, &metrics);
+                write_pool_statuses(
+                    &index,
+                    &mut pool_status_written,
+                    &mut writer,
+                    &mut publisher,
+                    &metrics,
+                );
             }
         }
     }
@@ -454,12 +463,19 @@ fn write_pool_statuses(
     index: &Index,
     written: &mut BTreeMap<String, PoolStatus>,
     writer: &mut Writer,
+    publisher: &mut Publisher,
     metrics: &Metrics,
 ) {
     let now = Time(Timestamp::now());
     let statuses = index.pool_statuses();
-    written.retain(|name, _| statuses.iter().any(|(n, _, _)| n == name));
-    for (name, status, observed) in statuses {
+    written.retain(|name, _| statuses.iter().any(|report| &report.name == name));
+    for PoolReport {
+        name,
+        uid,
+        status,
+        observed,
+    } in statuses
+    {
         if let Some(usage) = status.usage {
             for (family, total, used) in [
                 (
@@ -488,6 +504,22 @@ fn write_pool_statuses(
         let previous = written.get(&name).or(observed.as_ref());
         if previous.is_some_and(|p| p.same_as(&status)) {
             continue;
+        }
+        if let Some(invalid) = status.invalid_condition()
+            && previous
+                .and_then(PoolStatus::invalid_condition)
+                .is_none_or(|before| !before.same_as(invalid))
+        {
+            let reference = ObjectReference {
+                api_version: Some("herald.dev/v1alpha1".into()),
+                kind: Some("IPAddressPool".into()),
+                name: Some(name.clone()),
+                uid: Some(uid),
+                ..ObjectReference::default()
+            };
+            if publisher.submit(status::Event::pool_invalid(invalid).to_kube(), reference) {
+                metrics.events_dropped.inc();
+            }
         }
         let status = status.since(previous, &now);
         written.insert(name.clone(), status.clone());

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use herald_core::addresses::IpFamily;
 use herald_core::allocation::{Backend, FamilyPolicy, Protocol, Service, ServiceKey, Sharing};
 use herald_core::selector::Labels;
+use herald_core::text::quote;
 use k8s_openapi::api::core::v1::Service as KubeService;
 
 /// Annotation prefixes, Herald's first; MetalLB's are honoured so that Services move over
@@ -20,7 +21,9 @@ pub const ALLOW_SHARED_IP: &str = "allow-shared-ip";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error(
-        "annotations {first} ({first_value:?}) and {second} ({second_value:?}) disagree: keep one"
+        "annotations {first} ({}) and {second} ({}) disagree: keep one",
+        quote(.first_value),
+        quote(.second_value)
     )]
     ConflictingAnnotations {
         first: String,
@@ -28,10 +31,11 @@ pub enum RequestError {
         second: String,
         second_value: String,
     },
-    #[error("annotation {annotation}: {value:?} is not an IP address")]
+    #[error("annotation {annotation}: {} is not an IP address", quote(.value))]
     BadAddress { annotation: String, value: String },
     #[error(
-        "annotation {annotation} asks for two {family} addresses ({value:?}): ask for at most one per family"
+        "annotation {annotation} asks for two {family} addresses ({}): ask for at most one per family",
+        quote(.value)
     )]
     TwoOfOneFamily {
         annotation: String,
@@ -39,10 +43,11 @@ pub enum RequestError {
         value: String,
     },
     #[error(
-        "spec.loadBalancerIP {spec:?} and annotation {annotation} are both set: use only the annotation"
+        "spec.loadBalancerIP {} and annotation {annotation} are both set: use only the annotation",
+        quote(.spec)
     )]
     BothSpecAndAnnotation { spec: String, annotation: String },
-    #[error("spec.loadBalancerIP: {0:?} is not an IP address")]
+    #[error("spec.loadBalancerIP: {} is not an IP address", quote(.0))]
     BadSpecAddress(String),
     #[error("annotation {annotation} is empty: name a pool or remove the annotation")]
     EmptyPool { annotation: String },

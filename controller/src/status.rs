@@ -110,18 +110,27 @@ pub fn allocated_condition(service: &KubeService) -> Option<Condition> {
 /// The part of a Service's status the controller owns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStatus {
+    /// The addresses `status.loadBalancer.ingress` shows; empty clears it.
     pub ips: Vec<IpAddr>,
+    /// False gives the ingress list up without clearing it: the addresses in it are another
+    /// implementation's.
+    pub owns_ingress: bool,
     /// None takes the condition away (the Service is no longer Herald's).
     pub condition: Option<Condition>,
     pub generation: Option<i64>,
+    /// The version of the Service this was decided on: a write over a newer version fails
+    /// (409), so that a stale view never overwrites a newer one.
+    pub resource_version: Option<String>,
 }
 
 impl ServiceStatus {
-    /// The server-side apply body. Fields left out are given up: with no addresses the
-    /// ingress list goes, with no condition ours goes.
+    /// The server-side apply body. Fields left out are given up: with no condition ours goes.
+    /// Addresses are cleared by an empty list, not by leaving the list out: another field
+    /// manager (MetalLB's, on a Service that moved over) may own the same list, and leaving it
+    /// out would only drop Herald's share and leave the addresses in place.
     pub fn apply_body(&self, namespace: &str, name: &str) -> Value {
         let mut status = json!({});
-        if !self.ips.is_empty() {
+        if self.owns_ingress {
             let ingress: Vec<Value> = self
                 .ips
                 .iter()
@@ -132,10 +141,14 @@ impl ServiceStatus {
         if let Some(condition) = &self.condition {
             status["conditions"] = json!([condition.to_json(self.generation)]);
         }
+        let mut metadata = json!({ "name": name, "namespace": namespace });
+        if let Some(version) = &self.resource_version {
+            metadata["resourceVersion"] = json!(version);
+        }
         json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": { "name": name, "namespace": namespace },
+            "metadata": metadata,
             "status": status,
         })
     }
@@ -186,6 +199,15 @@ impl Event {
                 "Released {}: the Service is no longer a LoadBalancer that Herald serves",
                 join(ips)
             ),
+        }
+    }
+
+    /// About a pool whose spec turned invalid.
+    pub fn pool_invalid(condition: &Condition) -> Self {
+        Event {
+            warning: true,
+            reason: "InvalidSpec",
+            note: condition.message.clone(),
         }
     }
 
@@ -262,20 +284,28 @@ impl PoolStatus {
         }
     }
 
-    pub fn invalid(problems: &[String]) -> Self {
-        let message = problems.join("; ");
+    /// `keeps`: whether the pool keeps what it has handed out (its addresses are known).
+    pub fn invalid(problems: &[String], keeps: bool) -> Self {
+        let effect = if keeps {
+            "it keeps the addresses it has handed out and hands out no new ones until fixed"
+        } else {
+            "it hands out nothing until fixed"
+        };
+        let message = format!("{}; {effect}", problems.join("; "));
         PoolStatus {
             usage: None,
             conditions: vec![
-                Condition::new(
-                    READY,
-                    false,
-                    "Invalid",
-                    format!("hands out nothing: {message}"),
-                ),
+                Condition::new(READY, false, "Invalid", message.clone()),
                 Condition::new(INVALID, true, "InvalidSpec", message),
             ],
         }
+    }
+
+    /// The Invalid condition, when it is True.
+    pub fn invalid_condition(&self) -> Option<&Condition> {
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == INVALID && c.status)
     }
 
     /// The status a pool shows (its conditions, for their transition times).

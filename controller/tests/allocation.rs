@@ -577,32 +577,6 @@ async fn overlapping_pools_are_flagged_and_never_hand_out_an_address_twice() {
 }
 
 #[tokio::test]
-async fn an_invalid_pool_says_why_and_hands_out_nothing() {
-    let cluster = cluster("invalid-pool").await;
-    let bad = pool(&cluster, "bad", json!({"addresses": ["192.0.2.130/32"],
-        "serviceAllocation": {"namespaces": [cluster.namespace()],
-            "serviceSelectors": [{"matchExpressions": [{"key": "tier", "operator": "Equals", "values": ["x"]}]}]}})).await;
-    let pools: Api<IPAddressPool> = Api::all(cluster.client());
-    let invalid = eventually(WAIT, "an Invalid condition", || async {
-        let status = pools.get(&bad).await.ok()?.status?;
-        status
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Invalid" && c.status == "True")
-    })
-    .await;
-    assert!(
-        invalid
-            .message
-            .contains("operator \"Equals\": use In, NotIn, Exists or DoesNotExist"),
-        "{}",
-        invalid.message
-    );
-    service(&cluster, "web", json!({}), json!({})).await;
-    condition(&cluster, "web", "NoPoolAvailable").await;
-}
-
-#[tokio::test]
 async fn a_stable_cluster_writes_nothing_and_emits_no_events() {
     let cluster = cluster("quiet").await;
     pool(&cluster, "lan", json!({"addresses": ["192.0.2.140/30"]})).await;
@@ -637,4 +611,149 @@ async fn a_stable_cluster_writes_nothing_and_emits_no_events() {
         "{:?}",
         events(&cluster, "web").await
     );
+}
+
+/// Writes `ips` into the Service's status as MetalLB's controller would: its own field manager.
+async fn write_status_as_metallb(cluster: &TestCluster, name: &str, ips: &[IpAddr]) {
+    let ingress: Vec<_> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+    let body = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": cluster.namespace()},
+        "status": {"loadBalancer": {"ingress": ingress}}});
+    services(cluster)
+        .patch_status(
+            name,
+            &PatchParams::apply("metallb-controller").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits at most a second for the Service's status to show no address.
+async fn ingress_cleared(cluster: &TestCluster, name: &str) {
+    let api = services(cluster);
+    eventually(
+        std::time::Duration::from_secs(1),
+        &format!("an empty ingress on Service {name}"),
+        || async { ingress(&api.get(name).await.ok()?).is_empty().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_address_that_another_manager_also_wrote_is_cleared_when_herald_takes_it_away() {
+    let cluster = cluster("from-metallb").await;
+    let lan = pool(
+        &cluster,
+        "lan",
+        json!({"addresses": ["192.0.2.150-192.0.2.151"]}),
+    )
+    .await;
+    // Two Services moved from MetalLB: the address is in their status under MetalLB's field
+    // manager as well as Herald's.
+    for (name, address) in [("typed", "192.0.2.150"), ("edited", "192.0.2.151")] {
+        service(
+            &cluster,
+            name,
+            json!({"metallb.io/loadBalancerIPs": address}),
+            json!({}),
+        )
+        .await;
+        assert_eq!(addresses(&cluster, name).await, [ip(address)]);
+        condition(&cluster, name, "Allocated").await;
+        write_status_as_metallb(&cluster, name, &[ip(address)]).await;
+    }
+
+    // No longer a LoadBalancer: its address goes.
+    apply(
+        &cluster,
+        "v1",
+        "Service",
+        "typed",
+        Some(cluster.namespace()),
+        json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}),
+    )
+    .await;
+    ingress_cleared(&cluster, "typed").await;
+
+    // A pool edit takes its address: it goes too.
+    let ns = cluster.namespace().to_owned();
+    apply(
+        &cluster,
+        "herald.dev/v1alpha1",
+        "IPAddressPool",
+        &lan,
+        None,
+        json!({"spec": {"addresses": ["192.0.2.150/32"], "serviceAllocation": {"namespaces": [ns]}}}),
+    )
+    .await;
+    ingress_cleared(&cluster, "edited").await;
+    condition(&cluster, "edited", "AddressNotInPool").await;
+}
+
+#[tokio::test]
+async fn prefer_dual_stack_with_a_requested_address_settles_and_writes_nothing_more() {
+    let cluster = cluster("prefer-requested").await;
+    pool(
+        &cluster,
+        "dual",
+        json!({"addresses": ["192.0.2.160/31", "2001:db8:160::/127"]}),
+    )
+    .await;
+    service(
+        &cluster,
+        "by-spec",
+        json!({}),
+        json!({"loadBalancerIP": "192.0.2.161", "ipFamilyPolicy": "PreferDualStack"}),
+    )
+    .await;
+    service(
+        &cluster,
+        "by-annotation",
+        json!({"herald.dev/loadBalancerIPs": "2001:db8:160::1"}),
+        json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6", "IPv4"]}),
+    )
+    .await;
+    let api = services(&cluster);
+    for (name, expected) in [
+        ("by-spec", [ip("192.0.2.161"), ip("2001:db8:160::")]),
+        ("by-annotation", [ip("192.0.2.160"), ip("2001:db8:160::1")]),
+    ] {
+        eventually(WAIT, &format!("both families on {name}"), || async {
+            (ingress(&api.get(name).await.ok()?) == expected).then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before: Vec<_> = [api.get("by-spec").await, api.get("by-annotation").await]
+        .map(|s| s.unwrap().metadata.resource_version)
+        .into();
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let after: Vec<_> = [api.get("by-spec").await, api.get("by-annotation").await]
+        .map(|s| s.unwrap().metadata.resource_version)
+        .into();
+    assert_eq!(before, after, "the controller kept rewriting the Services");
+}
+
+#[tokio::test]
+async fn a_huge_malformed_annotation_gives_a_short_message() {
+    let cluster = cluster("huge-annotation").await;
+    pool(&cluster, "lan", json!({"addresses": ["192.0.2.170/32"]})).await;
+    let huge = "x".repeat(100 * 1024);
+    service(
+        &cluster,
+        "huge",
+        json!({"herald.dev/loadBalancerIPs": huge}),
+        json!({}),
+    )
+    .await;
+    let refused = condition(&cluster, "huge", "InvalidRequest").await;
+    assert!(
+        refused.message.len() < 400 && refused.message.contains("xxx…"),
+        "{} characters: {}",
+        refused.message.len(),
+        &refused.message[..200]
+    );
+    let event = event(&cluster, "huge", "AllocationFailed").await;
+    assert!(event.len() < 500, "{} characters", event.len());
 }

@@ -27,9 +27,11 @@ async fn killing_the_leader_mid_stream_loses_nothing_and_duplicates_nothing() {
                 "--identity",
                 name,
                 "--lease-duration",
-                "3",
-                "--lease-renew-before",
-                "1",
+                "3s",
+                "--lease-renew-deadline",
+                "2s",
+                "--lease-retry-period",
+                "500ms",
             ],
         )
     };

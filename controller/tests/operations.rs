@@ -111,6 +111,38 @@ async fn bad_flags_and_missing_permissions_are_explained() {
         !ok && text.contains("invalid value 'yaml' for '--log-format"),
         "{text}"
     );
+    // Durations: zero, no unit, or timings that cannot work are refused at start, naming the
+    // flag, before anything runs (a zero interval used to panic inside a task).
+    for (args, expected) in [
+        (
+            &["--pool-status-interval", "0s"][..],
+            "invalid value '0s' for '--pool-status-interval <POOL_STATUS_INTERVAL>': \"0s\" is zero",
+        ),
+        (
+            &["--pool-status-interval", "500"][..],
+            "\"500\" is not a duration: write a number with its unit, such as 500ms, 15s or 2m",
+        ),
+        (
+            &["--lease-retry-period", "0ms"][..],
+            "invalid value '0ms' for '--lease-retry-period",
+        ),
+        (
+            &["--lease-renew-deadline", "15s"][..],
+            "--lease-renew-deadline (15s) must be shorter than --lease-duration (15s)",
+        ),
+        (
+            &["--lease-renew-deadline", "2s", "--lease-retry-period", "2s"][..],
+            "--lease-renew-deadline (2s) must be longer than --lease-retry-period (2s)",
+        ),
+        (
+            &["--write-concurrency", "0"][..],
+            "invalid value '0' for '--write-concurrency",
+        ),
+    ] {
+        let (ok, text) = run_to_exit(args);
+        assert!(!ok && text.contains(expected), "{args:?}: {text}");
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+    }
     let (ok, text) = run_to_exit(&["--kubeconfig", "/nonexistent/kubeconfig"]);
     assert!(
         !ok && text.contains("--kubeconfig /nonexistent/kubeconfig"),

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use crate::addresses::{IpFamily, PoolAddresses};
 use crate::selector::{LabelSelector, Labels, any_matches};
+use crate::text::quote;
 
 /// A Service, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +49,9 @@ pub struct Pool {
     pub auto_assign: bool,
     /// `serviceAllocation`: when set, the pool serves only the Services it selects.
     pub allocation: Option<PoolAllocation>,
+    /// False while the pool's spec is invalid: it keeps what it has handed out, and hands out
+    /// nothing new until it is fixed (bad input loses nothing).
+    pub hands_out: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,7 +155,7 @@ impl Sharing {
     /// Why `self` and `other` may not share an address, if they may not.
     fn conflict(&self, other: &Sharing) -> Option<String> {
         if self.key != other.key {
-            return Some(format!("its sharing key is {:?}", other.key));
+            return Some(format!("its sharing key is {}", quote(&other.key)));
         }
         if let Some((protocol, port)) = self.ports.intersection(&other.ports).next() {
             return Some(format!("it uses {protocol} port {port} too"));
@@ -213,8 +217,16 @@ pub struct Lost {
 /// says what to fix.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AllocationError {
-    #[error("pool {pool:?} does not exist: fix the address-pool annotation or create the pool")]
+    #[error(
+        "pool {} does not exist: fix the address-pool annotation or create the pool",
+        quote(.pool)
+    )]
     PoolNotFound { pool: String },
+    #[error(
+        "pool {pool:?} is invalid and hands out no new addresses until its spec is fixed \
+         (see its Invalid condition)"
+    )]
+    PoolInvalid { pool: String },
     #[error("{why}")]
     PoolNotAllowed { pool: String, why: String },
     #[error("pool {pool:?} has no free {family} address")]
@@ -231,7 +243,10 @@ pub enum AllocationError {
     NotInAnyPool { ip: IpAddr },
     #[error("requested addresses {ips} are not in one pool: request addresses of one pool")]
     NotInOnePool { ips: String },
-    #[error("requested {ips} is in pool {pool:?}, but the Service asks for pool {wanted:?}")]
+    #[error(
+        "requested {ips} is in pool {pool:?}, but the Service asks for pool {}",
+        quote(.wanted)
+    )]
     NotInNamedPool {
         ips: String,
         pool: String,
@@ -254,6 +269,7 @@ impl AllocationError {
     pub fn reason(&self) -> &'static str {
         match self {
             AllocationError::PoolNotFound { .. } => "PoolNotFound",
+            AllocationError::PoolInvalid { .. } => "PoolInvalid",
             AllocationError::PoolNotAllowed { .. } => "PoolNotAllowed",
             AllocationError::PoolExhausted { .. } | AllocationError::AllPoolsExhausted { .. } => {
                 "PoolExhausted"
@@ -390,7 +406,7 @@ impl Allocator {
         {
             return Err(format!("the Service now asks for pool {wanted:?}"));
         }
-        if !service.requested.is_empty() && !same_set(&service.requested, &held.ips) {
+        if !holds_request(&service.requested, &held.ips) {
             return Err(format!(
                 "the Service now requests {} instead of {ips}",
                 join(&service.requested)
@@ -441,7 +457,7 @@ impl Allocator {
         } else {
             IpFamily::V4
         };
-        let Some(pool) = self.pools.get(&held.pool) else {
+        let Some(pool) = self.pools.get(&held.pool).filter(|p| p.hands_out) else {
             return held;
         };
         let Ok(extra) = self.pick(pool, other, service) else {
@@ -460,7 +476,11 @@ impl Allocator {
 
     fn allocate(&mut self, service: &Service) -> Result<Assignment, AllocationError> {
         let assignment = if !service.requested.is_empty() {
-            self.requested(service)?
+            let requested = self.requested(service)?;
+            self.hold(service, requested.clone());
+            // The request names the addresses of its families; PreferDualStack fills the
+            // others from the same pool.
+            return Ok(self.extend_preferred(service, requested));
         } else if let Some(name) = &service.pool {
             let pool = self
                 .pools
@@ -471,6 +491,9 @@ impl Allocator {
                     pool: name.clone(),
                     why,
                 });
+            }
+            if !pool.hands_out {
+                return Err(AllocationError::PoolInvalid { pool: name.clone() });
             }
             self.allocate_in(pool, service)?
         } else {
@@ -535,6 +558,11 @@ impl Allocator {
                 wanted: wanted.clone(),
             });
         }
+        if !pool.hands_out {
+            return Err(AllocationError::PoolInvalid {
+                pool: pool.name.clone(),
+            });
+        }
         for ip in &service.requested {
             self.shareable(*ip, service)?;
         }
@@ -547,18 +575,23 @@ impl Allocator {
     /// Pools that may serve the Service without being named: those whose serviceAllocation
     /// selects it by priority (unset last), then the others, each group by name.
     fn automatic(&self, service: &Service) -> Result<Assignment, AllocationError> {
-        let mut candidates: Vec<&Pool> = self
+        let (mut candidates, invalid): (Vec<&Pool>, Vec<&Pool>) = self
             .pools
             .values()
             .filter(|p| p.auto_assign && p.refusal(service).is_none())
-            .collect();
+            .partition(|p| p.hands_out);
         candidates.sort_by_key(|p| match &p.allocation {
             Some(a) => (0, a.priority.map_or((1, 0), |n| (0, n))),
             None => (1, (1, 0)),
         });
         if candidates.is_empty() {
             let refusing = self.pools.values().filter(|p| p.auto_assign).count();
-            let detail = if refusing > 0 {
+            let detail = if let Some(pool) = invalid.first() {
+                format!(
+                    " (pool {:?} is invalid and hands out nothing new until its spec is fixed)",
+                    pool.name
+                )
+            } else if refusing > 0 {
                 format!(
                     " ({refusing} auto-assign pools restrict serviceAllocation and do not select it)"
                 )
@@ -749,8 +782,16 @@ fn sorted(ips: &[IpAddr]) -> Vec<IpAddr> {
     ips
 }
 
-fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
-    sorted(a) == sorted(b)
+/// Whether `held` has every requested address, and no other address of a requested family.
+/// With nothing requested, any holding will do.
+fn holds_request(requested: &[IpAddr], held: &[IpAddr]) -> bool {
+    requested.iter().all(|r| held.contains(r))
+        && held.iter().all(|h| {
+            requested.contains(h)
+                || requested
+                    .iter()
+                    .all(|r| IpFamily::of(*r) != IpFamily::of(*h))
+        })
 }
 
 fn join(ips: &[IpAddr]) -> String {

@@ -2,4 +2,6 @@ pub mod addresses;
 pub mod allocation;
 pub mod election;
 pub mod fencing;
+pub mod lease;
 pub mod selector;
+pub mod text;

@@ -32,6 +32,7 @@ fn pool(name: &str, addresses: &[&str]) -> Pool {
         addresses: PoolAddresses::parse(addresses, false).unwrap(),
         auto_assign: true,
         allocation: None,
+        hands_out: true,
     }
 }
 
@@ -364,6 +365,86 @@ fn dual_stack_follows_the_family_policy() {
     assert_eq!(assigned(&mut b, &prefer), ips(&["192.0.2.0"]));
     b.set_pool(pool("v4", &["192.0.2.0/30", "2001:db8::/126"]));
     assert_eq!(assigned(&mut b, &prefer), ips(&["192.0.2.0", "2001:db8::"]));
+}
+
+#[test]
+fn an_invalid_pool_keeps_what_it_holds_and_hands_out_nothing_new() {
+    let mut a = Allocator::new();
+    a.set_pool(pool("lan", &["192.0.2.0/30"]));
+    let web = service("web");
+    assert_eq!(assigned(&mut a, &web), ips(&["192.0.2.0"]));
+    a.set_pool(Pool {
+        hands_out: false,
+        ..pool("lan", &["192.0.2.0/30"])
+    });
+    // The holder keeps its address, also after a restart (claimed from its status).
+    assert_eq!(assigned(&mut a, &web), ips(&["192.0.2.0"]));
+    let mut restarted = Allocator::new();
+    restarted.set_pool(Pool {
+        hands_out: false,
+        ..pool("lan", &["192.0.2.0/30"])
+    });
+    let in_status = Service {
+        current: ips(&["192.0.2.0"]),
+        ..service("web")
+    };
+    assert_eq!(assigned(&mut restarted, &in_status), ips(&["192.0.2.0"]));
+    // Nothing new: not automatically, not by name, not by request.
+    let err = refused(&mut a, &service("new"));
+    assert_eq!(err.reason(), "NoPoolAvailable");
+    assert!(err.to_string().contains("pool \"lan\" is invalid"), "{err}");
+    let named = Service {
+        pool: Some("lan".into()),
+        ..service("named")
+    };
+    assert_eq!(refused(&mut a, &named).reason(), "PoolInvalid");
+    let asks = Service {
+        requested: ips(&["192.0.2.1"]),
+        ..service("asks")
+    };
+    assert_eq!(refused(&mut a, &asks).reason(), "PoolInvalid");
+}
+
+#[test]
+fn prefer_dual_stack_with_one_requested_address_gets_both_families_and_keeps_them() {
+    let mut a = Allocator::new();
+    a.set_pool(pool("dual", &["192.0.2.0/30", "2001:db8::/126"]));
+    let web = Service {
+        families: FamilyPolicy::PreferDual(IpFamily::V4),
+        requested: ips(&["192.0.2.2"]),
+        ..service("web")
+    };
+    // The request names the IPv4 address; PreferDualStack fills IPv6 from the same pool.
+    let first = a.assign(&web);
+    assert_eq!(first.result.unwrap().ips, ips(&["192.0.2.2", "2001:db8::"]));
+    // Deciding again, as the controller does on every change, keeps both and withdraws nothing.
+    for _ in 0..3 {
+        let again = a.assign(&web);
+        assert_eq!(again.lost, None, "withdrew {:?}", again.lost);
+        assert_eq!(again.result.unwrap().ips, ips(&["192.0.2.2", "2001:db8::"]));
+    }
+    // Also after a restart, from what the status shows.
+    let mut b = Allocator::new();
+    b.set_pool(pool("dual", &["192.0.2.0/30", "2001:db8::/126"]));
+    let restarted = Service {
+        current: ips(&["192.0.2.2", "2001:db8::"]),
+        ..web.clone()
+    };
+    let claimed = b.assign(&restarted);
+    assert_eq!(
+        (claimed.lost, claimed.result.unwrap().ips),
+        (None, ips(&["192.0.2.2", "2001:db8::"]))
+    );
+    // Requesting another IPv4 address moves only that family's address.
+    let moved = Service {
+        requested: ips(&["192.0.2.3"]),
+        ..web
+    };
+    let outcome = a.assign(&moved);
+    assert_eq!(
+        outcome.result.unwrap().ips,
+        ips(&["192.0.2.3", "2001:db8::"])
+    );
 }
 
 #[test]

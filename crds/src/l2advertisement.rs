@@ -5,6 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::cel;
+
 // Each printcolumn repeats `type_`, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -35,10 +37,12 @@ pub struct L2AdvertisementSpec {
 
     /// Label selectors on the pools announced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "cel::label_selectors_schema")]
     pub ip_address_pool_selectors: Vec<LabelSelector>,
 
     /// Label selectors on the nodes that may announce; empty means every node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "cel::label_selectors_schema")]
     pub node_selectors: Vec<LabelSelector>,
 
     /// Interfaces to answer on; empty means every suitable interface.

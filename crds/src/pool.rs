@@ -95,10 +95,12 @@ pub struct ServiceAllocation {
 
     /// Label selectors on namespaces whose Services may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "cel::label_selectors_schema")]
     pub namespace_selectors: Vec<LabelSelector>,
 
     /// Label selectors on the Services that may use the pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "cel::label_selectors_schema")]
     pub service_selectors: Vec<LabelSelector>,
 }
 

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod events;
+pub mod flags;
 
 use std::path::Path;
 

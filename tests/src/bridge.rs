@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::ApiServer;
 use crate::lan::Host;
+use crate::{ApiServer, spawn_tied};
 
 pub const API_PORT: u16 = 6443;
 
@@ -35,22 +35,22 @@ impl ApiBridge {
         let dir = server.data_dir().to_owned();
         let socket = dir.join(format!("api-{}.sock", host.netns));
         let _ = std::fs::remove_file(&socket);
-        let root_side = Command::new("socat")
+        let mut root_side = Command::new("socat");
+        root_side
             .arg(format!("UNIX-LISTEN:{},fork", socket.display()))
             .arg(format!("TCP:127.0.0.1:{port}"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting socat (scripts/install-deps installs it)");
-        let lan_side = host
-            .command("socat")
+            .stderr(Stdio::null());
+        let root_side =
+            spawn_tied(root_side).expect("starting socat (scripts/install-deps installs it)");
+        let mut lan_side = host.command("socat");
+        lan_side
             .arg(format!(
                 "TCP-LISTEN:{API_PORT},bind={},fork,reuseaddr",
                 host.ipv4
             ))
             .arg(format!("UNIX-CONNECT:{}", socket.display()))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting socat in the API host");
+            .stderr(Stdio::null());
+        let lan_side = spawn_tied(lan_side).expect("starting socat in the API host");
         let deadline = Instant::now() + Duration::from_secs(5);
         while !socket.exists() {
             assert!(

@@ -494,9 +494,10 @@ impl Lab {
 
     /// Starts a steady stream of requests from the client to `ip` (see `lab-probe`).
     pub fn probe(&self, ip: IpAddr, every: Duration, timeout: Duration) -> Probe {
-        let mut child = self
+        let mut command = self
             .client
-            .command(&self.config.binaries.probe.to_string_lossy())
+            .command(&self.config.binaries.probe.to_string_lossy());
+        command
             .args([
                 ip.to_string(),
                 SERVICE_PORT.to_string(),
@@ -504,9 +505,9 @@ impl Lab {
                 timeout.as_millis().to_string(),
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting lab-probe: {e}"));
+            .stderr(Stdio::null());
+        let mut child =
+            crate::spawn_tied(command).unwrap_or_else(|e| panic!("starting lab-probe: {e}"));
         let stdout = child.stdout.take().expect("a piped stdout");
         let samples = Arc::new(Mutex::new(Vec::new()));
         let sink = samples.clone();

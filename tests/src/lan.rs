@@ -319,9 +319,9 @@ impl Capture {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("{command:?} in {}: {e}", host.netns));
+        let shown = format!("{command:?}");
+        let mut child =
+            crate::spawn_tied(command).unwrap_or_else(|e| panic!("{shown} in {}: {e}", host.netns));
         let stdout = child.stdout.take().expect("a piped stdout");
         let stderr = child.stderr.take().expect("a piped stderr");
         let (sender, lines) = mpsc::channel();
@@ -342,7 +342,7 @@ impl Capture {
         let mut said = String::new();
         while !said.contains("listening on") {
             let read = capture.stderr.read_line(&mut said).unwrap_or(0);
-            assert!(read > 0, "{command:?} in {}: {said}", host.netns);
+            assert!(read > 0, "{shown} in {}: {said}", host.netns);
         }
         capture
     }

@@ -13,6 +13,9 @@ pub mod lab;
 pub mod lan;
 pub mod objects;
 pub mod speaker_lan;
+mod tied;
+
+pub use tied::spawn_tied;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -420,15 +423,17 @@ impl ApiServer {
 }
 
 impl Process {
-    /// Starts `command` (a program and its arguments) with its output going to `log`.
+    /// Starts `command` (a program and its arguments) with its output going to `log`; it
+    /// ends with this process at the latest (see [`spawn_tied`]).
     pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Process {
         let file = std::fs::File::create(&log)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let child = command
+        command
             .stdout(file.try_clone().expect("a log file handle"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({command:?}): {e}"));
+            .stderr(file);
+        let shown = format!("{command:?}");
+        let child =
+            spawn_tied(command).unwrap_or_else(|e| panic!("starting {name} ({shown}): {e}"));
         Process {
             name: name.to_string(),
             child,

@@ -80,8 +80,8 @@ impl SpeakerLan {
         let log =
             std::fs::File::create(self.cluster.server().data_dir().join(format!("{node}.log")))
                 .unwrap();
-        let child = host
-            .command(&self.speaker.to_string_lossy())
+        let mut command = host.command(&self.speaker.to_string_lossy());
+        command
             .args(["--node-name", node, "--namespace", &namespace])
             .arg("--kubeconfig")
             .arg(&kubeconfig)
@@ -93,9 +93,8 @@ impl SpeakerLan {
             ])
             .env("RUST_LOG", "info,herald_speaker=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("starting herald-speaker");
+            .stderr(Stdio::from(log));
+        let child = crate::spawn_tied(command).expect("starting herald-speaker");
         *process = Some(child);
     }
 

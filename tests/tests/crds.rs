@@ -361,3 +361,83 @@ async fn l2advertisements_are_accepted_with_their_short_name_and_refuse_bad_inte
         );
     }
 }
+
+#[tokio::test]
+async fn selectors_with_a_bad_operator_or_values_are_refused_at_admission() {
+    let cluster = test_cluster("bad-selectors").await;
+    let pools: Api<IPAddressPool> = Api::all(cluster.client());
+    let adverts: Api<L2Advertisement> = Api::all(cluster.client());
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let expression = |operator: &str, values: serde_json::Value| {
+        let mut e = json!({"key": "tier", "operator": operator});
+        if !values.is_null() {
+            e["values"] = values;
+        }
+        json!([{"matchExpressions": [e]}])
+    };
+    let cases = [
+        (
+            expression("Inn", json!(["web"])),
+            "Unsupported value: \"Inn\"",
+        ),
+        (
+            expression("In", json!([])),
+            "In and NotIn need at least one value",
+        ),
+        (
+            expression("NotIn", serde_json::Value::Null),
+            "In and NotIn need at least one value",
+        ),
+        (
+            expression("Exists", json!(["web"])),
+            "Exists and DoesNotExist take no values",
+        ),
+    ];
+    for (selectors, expected) in cases {
+        let pool: IPAddressPool = serde_json::from_value(json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+            "metadata": {"name": cluster.unique_name("p")},
+            "spec": {"addresses": ["192.0.2.0/30"],
+                     "serviceAllocation": {"serviceSelectors": selectors.clone(),
+                                           "namespaceSelectors": selectors.clone()}},
+        }))
+        .unwrap();
+        let refused = pools.create(&dry_run, &pool).await.expect_err(expected);
+        for field in [
+            "spec.serviceAllocation.serviceSelectors[0].matchExpressions[0]",
+            "spec.serviceAllocation.namespaceSelectors[0].matchExpressions[0]",
+        ] {
+            assert!(refused.to_string().contains(field), "{field}: {refused}");
+        }
+        assert!(refused.to_string().contains(expected), "{refused}");
+        let advert: L2Advertisement = serde_json::from_value(json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+            "metadata": {"name": cluster.unique_name("a")},
+            "spec": {"ipAddressPoolSelectors": selectors.clone(), "nodeSelectors": selectors},
+        }))
+        .unwrap();
+        let refused = adverts.create(&dry_run, &advert).await.expect_err(expected);
+        for field in [
+            "spec.ipAddressPoolSelectors[0].matchExpressions[0]",
+            "spec.nodeSelectors[0].matchExpressions[0]",
+        ] {
+            assert!(refused.to_string().contains(field), "{field}: {refused}");
+        }
+    }
+    // Every valid form passes.
+    let valid = json!([{"matchLabels": {"a": "b"}, "matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["web"]},
+        {"key": "tier", "operator": "NotIn", "values": ["db"]},
+        {"key": "zone", "operator": "Exists"},
+        {"key": "old", "operator": "DoesNotExist", "values": []}]}]);
+    let pool: IPAddressPool = serde_json::from_value(json!({
+        "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+        "metadata": {"name": cluster.unique_name("ok")},
+        "spec": {"addresses": ["192.0.2.0/30"], "serviceAllocation": {"serviceSelectors": valid}},
+    }))
+    .unwrap();
+    pools.create(&dry_run, &pool).await.unwrap();
+}

@@ -312,8 +312,8 @@ fn start_controller(cluster: &TestCluster, namespace: &str, class: &str) -> hera
         &format!("{namespace}-0"),
         "--load-balancer-class",
         class,
-        "--pool-status-interval-ms",
-        "200",
+        "--pool-status-interval",
+        "200ms",
     ]
     .iter()
     .map(|s| s.to_string())

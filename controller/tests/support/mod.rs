@@ -36,8 +36,8 @@ pub fn start_controller_on(
         format!("127.0.0.1:{metrics}"),
         "--health-bind-address".into(),
         format!("127.0.0.1:{health}"),
-        "--pool-status-interval-ms".into(),
-        "200".into(),
+        "--pool-status-interval".into(),
+        "200ms".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     cluster.server().run(binary(), &args)
