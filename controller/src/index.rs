@@ -8,15 +8,12 @@ use std::net::IpAddr;
 
 use herald_core::allocation::{Allocator, Assignment, Pool, ServiceKey};
 use herald_core::selector::Labels;
-use herald_crds::IPAddressPool;
+use herald_crds::{IPAddressPool, reasons};
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::service::{self, RequestError};
 use crate::{pool, status};
-
-/// The condition type the controller owns on Services.
-pub const ALLOCATED: &str = "herald.dev/Allocated";
 
 /// What the index keeps of a Service (not the whole object: 10,000 of them must fit in a few
 /// MiB).
@@ -300,7 +297,10 @@ impl Index {
                     }
                     Err(e) => (
                         Vec::new(),
-                        Some(status::Condition::failed(e.reason(), e.to_string())),
+                        Some(status::Condition::failed(
+                            reasons::allocation_failure(&e),
+                            e.to_string(),
+                        )),
                         events,
                     ),
                 }
@@ -382,6 +382,7 @@ fn namespace_range(namespace: &str) -> std::ops::RangeInclusive<ServiceKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_crds::EventReason;
     use k8s_openapi::jiff::Timestamp;
     use serde_json::json;
 
@@ -500,7 +501,7 @@ mod tests {
         index.apply_service(&service("web", 10, &[], json!({})));
         let first = decide(&mut index, "web");
         assert_eq!(first.events.len(), 1);
-        assert_eq!(first.events[0].reason, "IPAllocated");
+        assert_eq!(first.events[0].reason, EventReason::IpAllocated);
         // Deciding again before the watch shows the write: same write, no second event.
         let again = decide(&mut index, "web");
         assert!(again.events.is_empty());
@@ -558,7 +559,7 @@ mod tests {
         let decision = decision.unwrap();
         let write = decision.write.unwrap();
         assert!(write.ips.is_empty() && write.condition.is_none());
-        assert_eq!(decision.events[0].reason, "IPReleased");
+        assert_eq!(decision.events[0].reason, EventReason::IpReleased);
         assert!(waiting.is_empty());
         assert_eq!(index.assignment(&key("web")), None);
     }

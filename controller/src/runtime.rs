@@ -13,7 +13,7 @@ use futures::StreamExt;
 use futures::stream::{BoxStream, FuturesUnordered};
 use herald_core::addresses::IpFamily;
 use herald_core::allocation::ServiceKey;
-use herald_crds::IPAddressPool;
+use herald_crds::{EventReason, IPAddressPool};
 use herald_runtime::events::Publisher;
 use herald_runtime::forbidden;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
@@ -438,7 +438,7 @@ fn decide_all(
 
 fn count(event: &status::Event, index: &Index, key: &ServiceKey, metrics: &Metrics) {
     match event.reason {
-        "IPAllocated" => {
+        EventReason::IpAllocated => {
             let pool = index
                 .assignment(key)
                 .map(|a| a.pool.clone())
@@ -448,8 +448,8 @@ fn count(event: &status::Event, index: &Index, key: &ServiceKey, metrics: &Metri
                 .get_or_create(&metrics::Pool { pool })
                 .inc();
         }
-        "AllocationFailed" => {
-            let reason = event.note.split(':').next().unwrap_or_default().to_owned();
+        EventReason::AllocationFailed => {
+            let reason = event.failure.clone().unwrap_or_default();
             metrics
                 .allocation_failures
                 .get_or_create(&metrics::Reason { reason })

@@ -8,14 +8,9 @@ use herald_core::addresses::IpFamily;
 use herald_core::allocation::{Backend, FamilyPolicy, Protocol, Service, ServiceKey, Sharing};
 use herald_core::selector::Labels;
 use herald_core::text::quote;
+use herald_crds::annotations::{ADDRESS_POOL, ALLOW_SHARED_IP, LOAD_BALANCER_IPS, PREFIXES};
+use herald_crds::reasons;
 use k8s_openapi::api::core::v1::Service as KubeService;
-
-/// Annotation prefixes, Herald's first; MetalLB's are honoured so that Services move over
-/// unchanged.
-const PREFIXES: [&str; 3] = ["herald.dev/", "metallb.io/", "metallb.universe.tf/"];
-pub const LOAD_BALANCER_IPS: &str = "loadBalancerIPs";
-pub const ADDRESS_POOL: &str = "address-pool";
-pub const ALLOW_SHARED_IP: &str = "allow-shared-ip";
 
 /// Why a Service's request cannot be read; the message names the field and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +50,7 @@ pub enum RequestError {
 
 impl RequestError {
     pub fn reason(&self) -> &'static str {
-        "InvalidRequest"
+        reasons::INVALID_REQUEST
     }
 }
 

@@ -8,14 +8,15 @@ use std::net::IpAddr;
 use herald_core::allocation::{Assignment, Lost, PoolUsage};
 use herald_crds::IPAddressPool;
 use k8s_openapi::api::core::v1::Service as KubeService;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition as KubeCondition, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use crate::index::ALLOCATED;
+use herald_crds::{EventReason, IPAddressPoolStatus, conditions, field_managers, reasons};
 
 /// The controller's field manager for server-side apply.
-pub const FIELD_MANAGER: &str = "herald-controller";
+pub const FIELD_MANAGER: &str = field_managers::CONTROLLER;
 
 /// A condition as Herald reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,15 +41,15 @@ impl Condition {
 
     pub fn allocated(assignment: &Assignment) -> Self {
         Condition::new(
-            ALLOCATED,
+            conditions::ALLOCATED,
             true,
-            "Allocated",
+            reasons::ALLOCATED,
             format!("{} from pool {:?}", join(&assignment.ips), assignment.pool),
         )
     }
 
     pub fn failed(reason: &str, message: String) -> Self {
-        Condition::new(ALLOCATED, false, reason, message)
+        Condition::new(conditions::ALLOCATED, false, reason, message)
     }
 
     /// Same status, reason and message: nothing a person would see as a change.
@@ -70,21 +71,22 @@ impl Condition {
         self
     }
 
-    fn to_json(&self, generation: Option<i64>) -> Value {
-        let mut condition = json!({
-            "type": self.type_,
-            "status": if self.status { "True" } else { "False" },
-            "reason": self.reason,
-            "message": self.message,
-            "lastTransitionTime": self.last_transition,
-        });
-        if let Some(generation) = generation {
-            condition["observedGeneration"] = json!(generation);
+    /// As the API holds it; the transition time is [`Condition::since`]'s, else now.
+    fn to_kube(&self, generation: Option<i64>) -> KubeCondition {
+        KubeCondition {
+            type_: self.type_.clone(),
+            status: if self.status { "True" } else { "False" }.into(),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            last_transition_time: self
+                .last_transition
+                .clone()
+                .unwrap_or_else(|| Time(Timestamp::now())),
+            observed_generation: generation,
         }
-        condition
     }
 
-    fn from_kube(c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition) -> Self {
+    fn from_kube(c: &KubeCondition) -> Self {
         Condition {
             type_: c.type_.clone(),
             status: c.status == "True",
@@ -103,7 +105,7 @@ pub fn allocated_condition(service: &KubeService) -> Option<Condition> {
         .conditions
         .as_ref()?
         .iter()
-        .find(|c| c.type_ == ALLOCATED)
+        .find(|c| c.type_ == conditions::ALLOCATED)
         .map(Condition::from_kube)
 }
 
@@ -139,7 +141,7 @@ impl ServiceStatus {
             status["loadBalancer"] = json!({ "ingress": ingress });
         }
         if let Some(condition) = &self.condition {
-            status["conditions"] = json!([condition.to_json(self.generation)]);
+            status["conditions"] = json!([condition.to_kube(self.generation)]);
         }
         let mut metadata = json!({ "name": name, "namespace": namespace });
         if let Some(version) = &self.resource_version {
@@ -158,47 +160,53 @@ impl ServiceStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub warning: bool,
-    pub reason: &'static str,
+    pub reason: EventReason,
     pub note: String,
+    /// For [`EventReason::AllocationFailed`]: the Allocated condition's reason.
+    pub failure: Option<String>,
 }
 
 impl Event {
     pub fn allocated(assignment: &Assignment) -> Self {
         Event {
             warning: false,
-            reason: "IPAllocated",
+            reason: EventReason::IpAllocated,
             note: format!(
                 "Assigned {} from pool {:?}",
                 join(&assignment.ips),
                 assignment.pool
             ),
+            failure: None,
         }
     }
 
     pub fn failed(condition: &Condition) -> Self {
         Event {
             warning: true,
-            reason: "AllocationFailed",
+            reason: EventReason::AllocationFailed,
             note: format!("{}: {}", condition.reason, condition.message),
+            failure: Some(condition.reason.clone()),
         }
     }
 
     pub fn lost(lost: &Lost) -> Self {
         Event {
             warning: true,
-            reason: "IPWithdrawn",
+            reason: EventReason::IpWithdrawn,
             note: format!("Took back {}: {}", join(&lost.ips), lost.reason),
+            failure: None,
         }
     }
 
     pub fn released(ips: &[IpAddr]) -> Self {
         Event {
             warning: false,
-            reason: "IPReleased",
+            reason: EventReason::IpReleased,
             note: format!(
                 "Released {}: the Service is no longer a LoadBalancer that Herald serves",
                 join(ips)
             ),
+            failure: None,
         }
     }
 
@@ -206,8 +214,9 @@ impl Event {
     pub fn pool_invalid(condition: &Condition) -> Self {
         Event {
             warning: true,
-            reason: "InvalidSpec",
+            reason: EventReason::InvalidSpec,
             note: condition.message.clone(),
+            failure: None,
         }
     }
 
@@ -218,7 +227,7 @@ impl Event {
             } else {
                 EventType::Normal
             },
-            reason: self.reason.into(),
+            reason: self.reason.as_str().into(),
             note: Some(self.note.clone()),
             action: "Allocate".into(),
             secondary: None,
@@ -234,9 +243,7 @@ pub struct PoolStatus {
     pub conditions: Vec<Condition>,
 }
 
-const READY: &str = "Ready";
-const CONFLICTING: &str = "Conflicting";
-const INVALID: &str = "Invalid";
+use conditions::{POOL_CONFLICTING as CONFLICTING, POOL_INVALID as INVALID, POOL_READY as READY};
 
 impl PoolStatus {
     pub fn valid(usage: PoolUsage, overlaps: &[(String, String)]) -> Self {
@@ -244,7 +251,7 @@ impl PoolStatus {
             Condition::new(
                 CONFLICTING,
                 false,
-                "NoOverlap",
+                reasons::NO_OVERLAP,
                 "no other pool holds these addresses",
             )
         } else {
@@ -255,7 +262,7 @@ impl PoolStatus {
             Condition::new(
                 CONFLICTING,
                 true,
-                "Overlap",
+                reasons::OVERLAP,
                 format!(
                     "shares {}; each address is still handed out once",
                     with.join(", ")
@@ -265,7 +272,7 @@ impl PoolStatus {
         let ready = Condition::new(
             READY,
             true,
-            "Ready",
+            reasons::POOL_READY,
             format!(
                 "{} of {} IPv4 and {} of {} IPv6 addresses in use",
                 usage.assigned_v4,
@@ -279,7 +286,7 @@ impl PoolStatus {
             conditions: vec![
                 ready,
                 conflicting,
-                Condition::new(INVALID, false, "Valid", "the spec is valid"),
+                Condition::new(INVALID, false, reasons::VALID_SPEC, "the spec is valid"),
             ],
         }
     }
@@ -295,8 +302,8 @@ impl PoolStatus {
         PoolStatus {
             usage: None,
             conditions: vec![
-                Condition::new(READY, false, "Invalid", message.clone()),
-                Condition::new(INVALID, true, "InvalidSpec", message),
+                Condition::new(READY, false, reasons::POOL_NOT_READY, message.clone()),
+                Condition::new(INVALID, true, reasons::INVALID_SPEC, message),
             ],
         }
     }
@@ -343,16 +350,16 @@ impl PoolStatus {
     }
 
     pub fn apply_body(&self, name: &str) -> Value {
-        let saturate = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
-        let mut status = json!({
-            "conditions": self.conditions.iter().map(|c| c.to_json(None)).collect::<Vec<_>>(),
-        });
-        if let Some(usage) = self.usage {
-            status["assignedIPv4"] = json!(saturate(usage.assigned_v4));
-            status["availableIPv4"] = json!(saturate(usage.available_v4));
-            status["assignedIPv6"] = json!(saturate(usage.assigned_v6));
-            status["availableIPv6"] = json!(saturate(usage.available_v6));
-        }
+        let saturate = |n: u128| Some(i64::try_from(n).unwrap_or(i64::MAX));
+        let usage = self.usage.unwrap_or_default();
+        let counted = self.usage.is_some();
+        let status = IPAddressPoolStatus {
+            assigned_ipv4: saturate(usage.assigned_v4).filter(|_| counted),
+            available_ipv4: saturate(usage.available_v4).filter(|_| counted),
+            assigned_ipv6: saturate(usage.assigned_v6).filter(|_| counted),
+            available_ipv6: saturate(usage.available_v6).filter(|_| counted),
+            conditions: self.conditions.iter().map(|c| c.to_kube(None)).collect(),
+        };
         json!({
             "apiVersion": "herald.dev/v1alpha1",
             "kind": "IPAddressPool",

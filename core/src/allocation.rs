@@ -213,8 +213,8 @@ pub struct Lost {
     pub reason: String,
 }
 
-/// Why a Service gets no address. Each has a machine reason (`reason()`) and a message that
-/// says what to fix.
+/// Why a Service gets no address, with a message that says what to fix (the condition's
+/// machine reason is `herald_crds::reasons::allocation_failure`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AllocationError {
     #[error(
@@ -262,28 +262,6 @@ pub enum AllocationError {
         holder: ServiceKey,
         why: String,
     },
-}
-
-impl AllocationError {
-    /// The `reason` of the `herald.dev/Allocated` condition and of the Event.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AllocationError::PoolNotFound { .. } => "PoolNotFound",
-            AllocationError::PoolInvalid { .. } => "PoolInvalid",
-            AllocationError::PoolNotAllowed { .. } => "PoolNotAllowed",
-            AllocationError::PoolExhausted { .. } | AllocationError::AllPoolsExhausted { .. } => {
-                "PoolExhausted"
-            }
-            AllocationError::PoolLacksFamily { .. } => "PoolLacksFamily",
-            AllocationError::NoPool { .. } => "NoPoolAvailable",
-            AllocationError::NotInAnyPool { .. }
-            | AllocationError::NotInOnePool { .. }
-            | AllocationError::NotInNamedPool { .. } => "AddressNotInPool",
-            AllocationError::FamilyNotWanted { .. }
-            | AllocationError::FamiliesIncomplete { .. } => "FamilyMismatch",
-            AllocationError::InUse { .. } => "AddressInUse",
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

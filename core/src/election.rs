@@ -93,17 +93,6 @@ pub enum Reason {
     NoEligibleNode { local: bool },
 }
 
-impl Reason {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Reason::NotInAnyPool(_) => "NotInAnyPool",
-            Reason::NoAdvertisement { .. } => "NoL2Advertisement",
-            Reason::NoReadyEndpoint => "NoReadyEndpoint",
-            Reason::NoEligibleNode { .. } => "NoEligibleNode",
-        }
-    }
-}
-
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -448,7 +437,7 @@ mod tests {
                 .starts_with("externalTrafficPolicy Local and no node has a ready endpoint")
         );
         world.services[0].has_ready_endpoint = false;
-        assert_eq!(reason(&elect(&world), "web").reason(), "NoReadyEndpoint");
+        assert_eq!(reason(&elect(&world), "web"), Reason::NoReadyEndpoint);
     }
 
     #[test]
@@ -466,7 +455,7 @@ mod tests {
             reason(&outcomes, "web"),
             Reason::NoAdvertisement { pool: "lan".into() }
         );
-        assert_eq!(reason(&outcomes, "far").reason(), "NotInAnyPool");
+        assert!(matches!(reason(&outcomes, "far"), Reason::NotInAnyPool(_)));
         world.advertisements[0].pools.clear();
         world.advertisements[0].pool_selectors = vec![LabelSelector {
             match_labels: Labels::from([("announce".to_string(), "yes".to_string())]),

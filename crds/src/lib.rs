@@ -4,6 +4,7 @@ mod cel;
 pub mod l2advertisement;
 pub mod pool;
 mod selector;
+mod vocabulary;
 
 use kube::CustomResourceExt;
 use kube::core::crd::merge_crds;
@@ -11,6 +12,7 @@ use kube::core::crd::merge_crds;
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use selector::label_selector;
+pub use vocabulary::{EventReason, annotations, conditions, field_managers, reasons};
 
 pub const GROUP: &str = "herald.dev";
 

@@ -1,6 +1,6 @@
-//! What both Herald binaries run on: the API client from `--kubeconfig`, logging, the admin
-//! server (`/healthz`, `/readyz`, `/metrics`) and shutdown signals. `anyhow` is fine here:
-//! these run only in the binaries' `main`.
+//! What both Herald binaries run on: their shared flags and start-up (`flags`: the API client
+//! from `--kubeconfig`, logging, the admin server with `/healthz`, `/readyz`, `/metrics`),
+//! Events, and shutdown signals. `anyhow` is fine here: these run only in the binaries' `main`.
 
 pub mod admin;
 pub mod events;
@@ -20,7 +20,7 @@ pub enum LogFormat {
 }
 
 /// Logs to stderr, at the level `RUST_LOG` sets (default `info`).
-pub fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -31,7 +31,7 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// A client from `--kubeconfig`, else `$KUBECONFIG`, else the in-cluster config.
-pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)

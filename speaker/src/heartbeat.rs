@@ -14,7 +14,7 @@ use serde_json::json;
 
 /// The label that marks the speakers' heartbeat Leases.
 pub const LABEL: &str = "herald.dev/speaker-heartbeat";
-pub const FIELD_MANAGER: &str = "herald-speaker";
+pub const FIELD_MANAGER: &str = herald_crds::field_managers::SPEAKER;
 
 pub fn lease_name(node: &str) -> String {
     format!("herald-speaker-{node}")

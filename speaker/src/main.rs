@@ -1,11 +1,10 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use herald_runtime::{LogFormat, admin, client, init_logging, shutdown};
+use herald_runtime::flags::{self, AdminDefaults, CommonArgs};
+use herald_runtime::shutdown;
 use herald_speaker::link::responder;
 use herald_speaker::membership;
 use herald_speaker::metrics::Metrics;
@@ -21,22 +20,12 @@ struct Args {
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
 
-    /// Kubeconfig to use; else $KUBECONFIG, else the in-cluster config.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-
     /// Namespace of the speakers' heartbeat Leases.
     #[arg(long, env = "POD_NAMESPACE", default_value = "herald-system")]
     namespace: String,
 
-    #[arg(long, default_value = "0.0.0.0:9403")]
-    metrics_bind_address: SocketAddr,
-
-    #[arg(long, default_value = "0.0.0.0:9404")]
-    health_bind_address: SocketAddr,
-
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    common: CommonArgs,
 
     /// Where the speakers gossip (UDP); peers use this port on each Node's InternalIP.
     #[arg(long, default_value = "0.0.0.0:7946")]
@@ -82,18 +71,15 @@ struct Args {
 // than they compute; the responders answer on a thread of their own (runtime.rs).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    init_logging(args.log_format);
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let args: Args = flags::parse(AdminDefaults {
+        metrics: "0.0.0.0:9403",
+        health: "0.0.0.0:9404",
+    });
+    let client = args.common.start().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let (ready_tx, ready_rx) = watch::channel(false);
-    let admin = admin::serve(
-        args.metrics_bind_address,
-        args.health_bind_address,
-        Arc::new(registry),
-        ready_rx,
-    );
+    let admin = args.common.serve_admin(registry, ready_rx);
     let ms = Duration::from_millis;
     let settings = Settings {
         node: args.node_name.clone(),

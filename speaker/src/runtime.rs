@@ -33,7 +33,9 @@ use crate::link::priority;
 use crate::link::responder::{self, Report, Wanted};
 use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
-use crate::world::{ANNOUNCED, World};
+use crate::world::World;
+use herald_crds::conditions::ANNOUNCED;
+use herald_crds::{EventReason, field_managers, reasons};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -288,7 +290,7 @@ pub async fn run(
         answering: BTreeSet::new(),
         writes: FuturesUnordered::new(),
         queued_writes: BTreeMap::new(),
-        publisher: Publisher::new(client.clone(), "herald-speaker", &me),
+        publisher: Publisher::new(client.clone(), field_managers::SPEAKER, &me),
         synced: BTreeSet::new(),
     };
 
@@ -381,14 +383,14 @@ pub async fn run(
     Ok(())
 }
 
-fn kube_event(warning: bool, reason: &str, note: &str) -> KubeEvent {
+fn kube_event(warning: bool, reason: EventReason, note: &str) -> KubeEvent {
     KubeEvent {
         type_: if warning {
             EventType::Warning
         } else {
             EventType::Normal
         },
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         note: Some(note.into()),
         action: "Announce".into(),
         secondary: None,
@@ -552,8 +554,10 @@ impl Speaker {
                         uid: Some(uid),
                         ..ObjectReference::default()
                     };
-                    self.publisher
-                        .submit(kube_event(true, "AddressConflict", &note), regarding);
+                    self.publisher.submit(
+                        kube_event(true, EventReason::AddressConflict, &note),
+                        regarding,
+                    );
                 }
                 self.conflicts.insert(
                     ip,
@@ -620,7 +624,7 @@ impl Speaker {
             let condition = match &conflict {
                 Some((ip, (mac, interface, _))) => (
                     false,
-                    "AddressConflict".to_owned(),
+                    reasons::ADDRESS_CONFLICT.to_owned(),
                     format!(
                         "{ip} is already used by {mac} on {interface} (seen by node {}); not announced",
                         self.me
@@ -628,7 +632,7 @@ impl Speaker {
                 ),
                 None => (
                     true,
-                    "Announced".to_owned(),
+                    reasons::ANNOUNCED.to_owned(),
                     format!(
                         "node {} answers on {}: {}",
                         self.me,
@@ -649,7 +653,7 @@ impl Speaker {
             };
             if conflict.is_some() {
                 if self.announcing.remove(key) || !self.written.contains_key(key) {
-                    self.publish(key, true, "AddressConflict", &condition.2);
+                    self.publish(key, true, EventReason::AddressConflict, &condition.2);
                 }
                 self.write(key, condition);
                 continue;
@@ -666,7 +670,7 @@ impl Speaker {
             // Say so once the responders answer (after the probe, for a new address).
             if facts.ips.iter().all(|ip| self.answering.contains(ip)) {
                 if self.announcing.insert(key.clone()) {
-                    self.publish(key, false, "Announcing", &condition.2);
+                    self.publish(key, false, EventReason::Announcing, &condition.2);
                 }
                 self.write(key, condition);
             }
@@ -681,14 +685,15 @@ impl Speaker {
         if alive.iter().next() == Some(&self.me) {
             for (key, outcome) in &outcomes {
                 if let Outcome::NotAnnounced(reason) = outcome {
-                    self.write(key, (false, reason.reason().to_owned(), reason.to_string()));
+                    let machine = reasons::not_announced(reason).to_owned();
+                    self.write(key, (false, machine, reason.to_string()));
                 }
             }
         }
         Some(wanted)
     }
 
-    fn publish(&mut self, key: &ServiceKey, warning: bool, reason: &str, note: &str) {
+    fn publish(&mut self, key: &ServiceKey, warning: bool, reason: EventReason, note: &str) {
         let Some(facts) = self.world.service(key) else {
             return;
         };
@@ -758,7 +763,7 @@ impl Speaker {
                 let result = api
                     .patch_status(
                         &key.name,
-                        &PatchParams::apply("herald-speaker").force(),
+                        &PatchParams::apply(field_managers::SPEAKER).force(),
                         &Patch::Apply(&body),
                     )
                     .await

@@ -14,10 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
-/// The controller's condition: only addresses Herald allocated are announced.
-const ALLOCATED: &str = "herald.dev/Allocated";
-/// The speakers' condition.
-pub const ANNOUNCED: &str = "herald.dev/Announced";
+use herald_crds::conditions::{ALLOCATED, ANNOUNCED};
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// What an EndpointSlice says: the nodes with a ready endpoint (sorted, each once), and
@@ -444,9 +441,10 @@ mod tests {
         ));
         assert!(matches!(outcome(&world), Outcome::Announced { node, .. } if node == "node-a"));
         world.delete_slice(&slice("web-1", "web", json!([])));
-        assert!(
-            matches!(outcome(&world), Outcome::NotAnnounced(r) if r.reason() == "NoReadyEndpoint")
-        );
+        assert!(matches!(
+            outcome(&world),
+            Outcome::NotAnnounced(herald_core::election::Reason::NoReadyEndpoint)
+        ));
     }
 
     #[test]

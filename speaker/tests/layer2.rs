@@ -201,7 +201,7 @@ async fn thirty_addresses_spread_over_three_nodes_and_a_lost_node_moves_only_its
                     .status?
                     .conditions?
                     .into_iter()
-                    .find(|c| c.type_ == "herald.dev/Announced")?;
+                    .find(|c| c.type_ == herald_crds::conditions::ANNOUNCED)?;
                 if condition.reason != "Announced" {
                     return None;
                 }

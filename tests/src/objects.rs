@@ -124,7 +124,7 @@ pub async fn announced(
             .status?
             .conditions?
             .into_iter()
-            .find(|c| c.type_ == "herald.dev/Announced")?;
+            .find(|c| c.type_ == herald_crds::conditions::ANNOUNCED)?;
         (condition.reason == reason).then_some(condition.message)
     })
     .await

@@ -3,6 +3,7 @@
 //! L2Advertisement a real cluster would hold. Services get their status as the controller
 //! would write it. Used by the speaker's layer-2 tests and its benchmark.
 
+use herald_crds::{conditions, field_managers, reasons};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -139,13 +140,13 @@ impl SpeakerLan {
         let status = json!({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": self.cluster.namespace()},
             "status": {"loadBalancer": {"ingress": ingress}, "conditions": [{
-                "type": "herald.dev/Allocated", "status": "True", "reason": "Allocated",
+                "type": conditions::ALLOCATED, "status": "True", "reason": reasons::ALLOCATED,
                 "message": format!("from pool {:?}", self.pool), "lastTransitionTime": "2026-11-21T00:00:00Z"}]},
         });
         services(&self.cluster)
             .patch_status(
                 name,
-                &PatchParams::apply("herald-controller").force(),
+                &PatchParams::apply(field_managers::CONTROLLER).force(),
                 &Patch::Apply(&status),
             )
             .await

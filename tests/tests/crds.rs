@@ -208,7 +208,7 @@ async fn pool_status_is_written_through_the_status_subresource() {
     pools
         .patch_status(
             &name,
-            &PatchParams::apply("herald-controller").force(),
+            &PatchParams::apply(herald_crds::field_managers::CONTROLLER).force(),
             &Patch::Apply(&status),
         )
         .await
@@ -266,7 +266,7 @@ async fn kubectl_get_prints_the_pool_columns() {
     pools
         .patch_status(
             &name,
-            &PatchParams::apply("herald-controller").force(),
+            &PatchParams::apply(herald_crds::field_managers::CONTROLLER).force(),
             &Patch::Apply(&status),
         )
         .await

@@ -385,7 +385,7 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
         let announced = status
             .conditions?
             .into_iter()
-            .find(|c| c.type_ == "herald.dev/Announced")?;
+            .find(|c| c.type_ == herald_crds::conditions::ANNOUNCED)?;
         (announced.reason == "NoReadyEndpoint").then_some(())
     })
     .await;
