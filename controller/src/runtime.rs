@@ -3,19 +3,20 @@
 //! concurrency. Everything runs inside one future, so that dropping it (the lease was lost)
 //! stops every write at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use futures::stream::{BoxStream, FuturesUnordered};
+use futures::stream::BoxStream;
 use herald_core::addresses::IpFamily;
 use herald_core::allocation::ServiceKey;
 use herald_crds::{EventReason, IPAddressPool};
 use herald_runtime::events::Publisher;
 use herald_runtime::forbidden;
+use herald_runtime::writer::{StatusWrite, Writer};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -25,7 +26,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher as watch_all};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::index::{Decision, Index, PoolReport};
 use crate::metrics::{self, Metrics};
@@ -119,105 +120,36 @@ enum Target {
     Pool(String),
 }
 
+/// A status write: a Service's or a pool's.
 #[derive(Clone, Debug)]
 enum Write {
-    Service(ServiceStatus),
-    Pool(PoolStatus),
+    Service(ServiceKey, ServiceStatus),
+    Pool(String, PoolStatus),
 }
 
-/// A finished write: its target, what it wrote, how long it waited first, how it went.
-type WriteResult = (Target, Write, Duration, Result<(), kube::Error>);
-type Pending<T> = FuturesUnordered<Pin<Box<dyn Future<Output = T> + Send>>>;
+impl StatusWrite for Write {
+    type Target = Target;
 
-const WRITE_RETRY_MIN: Duration = Duration::from_millis(500);
-const WRITE_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// Writes with at most `limit` in flight, the latest desired state per target only.
-struct Writer {
-    client: Client,
-    limit: usize,
-    latest: BTreeMap<Target, (Write, Duration)>,
-    in_flight: HashSet<Target>,
-    running: Pending<WriteResult>,
-}
-
-impl Writer {
-    fn submit(&mut self, target: Target, write: Write) {
-        self.latest.insert(target, (write, Duration::ZERO));
-        self.start();
-    }
-
-    fn start(&mut self) {
-        let ready: Vec<Target> = self
-            .latest
-            .keys()
-            .filter(|t| !self.in_flight.contains(*t))
-            .take(self.limit.saturating_sub(self.in_flight.len()))
-            .cloned()
-            .collect();
-        for target in ready {
-            let (write, delay) = self.latest.remove(&target).expect("listed above");
-            self.in_flight.insert(target.clone());
-            let client = self.client.clone();
-            self.running.push(Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                let result = apply(&client, &target, &write).await;
-                (target, write, delay, result)
-            }));
+    fn apply(
+        &self,
+        client: Client,
+    ) -> Pin<Box<dyn Future<Output = Result<(), kube::Error>> + Send>> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match self.clone() {
+            Write::Service(key, status) => Box::pin(async move {
+                let body = status.apply_body(&key.namespace, &key.name);
+                Api::<Service>::namespaced(client, &key.namespace)
+                    .patch_status(&key.name, &params, &Patch::Apply(&body))
+                    .await
+                    .map(drop)
+            }),
+            Write::Pool(name, status) => Box::pin(async move {
+                Api::<IPAddressPool>::all(client)
+                    .patch_status(&name, &params, &Patch::Apply(&status.apply_body(&name)))
+                    .await
+                    .map(drop)
+            }),
         }
-    }
-
-    /// Records a finished write; a failed one is retried with backoff (doubling from 500 ms up
-    /// to 30 s) unless a newer state replaced it meanwhile.
-    fn finished(&mut self, (target, write, delay, result): WriteResult, metrics: &Metrics) {
-        self.in_flight.remove(&target);
-        // A conflict means the object changed after the version this was decided on: the
-        // watch brings the new version, which is decided again, so this write is dropped.
-        let outcome = match &result {
-            Ok(()) => "ok",
-            Err(kube::Error::Api(s)) if s.code == 404 => "gone",
-            Err(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            Err(_) => "error",
-        };
-        metrics
-            .status_writes
-            .get_or_create(&metrics::Outcome {
-                outcome: outcome.into(),
-            })
-            .inc();
-        if let Err(e) = result
-            && outcome == "error"
-        {
-            let retry = (delay * 2).clamp(WRITE_RETRY_MIN, WRITE_RETRY_MAX);
-            match forbidden(&e) {
-                Some(message) => error!(
-                    ?target,
-                    "not allowed to write the status: {message}. Grant it to the controller's \
-                     ServiceAccount (deploy/ holds the RBAC); retrying in {retry:?}"
-                ),
-                None => warn!(?target, error = %e, "status write failed; retrying in {retry:?}"),
-            }
-            self.latest.entry(target).or_insert((write, retry));
-        }
-        self.start();
-    }
-}
-
-async fn apply(client: &Client, target: &Target, write: &Write) -> Result<(), kube::Error> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    match (target, write) {
-        (Target::Service(key), Write::Service(status)) => {
-            let body = status.apply_body(&key.namespace, &key.name);
-            Api::<Service>::namespaced(client.clone(), &key.namespace)
-                .patch_status(&key.name, &params, &Patch::Apply(&body))
-                .await
-                .map(drop)
-        }
-        (Target::Pool(name), Write::Pool(status)) => Api::<IPAddressPool>::all(client.clone())
-            .patch_status(name, &params, &Patch::Apply(&status.apply_body(name)))
-            .await
-            .map(drop),
-        _ => unreachable!("targets and writes are paired by the runtime"),
     }
 }
 
@@ -246,13 +178,7 @@ pub async fn run(
     let mut changes = futures::stream::select_all(streams);
 
     let mut publisher = Publisher::new(client.clone(), FIELD_MANAGER, &settings.instance);
-    let mut writer = Writer {
-        client: client.clone(),
-        limit: settings.write_concurrency.max(1),
-        latest: BTreeMap::new(),
-        in_flight: HashSet::new(),
-        running: FuturesUnordered::new(),
-    };
+    let mut writer = Writer::new(client.clone(), "controller", settings.write_concurrency);
     let mut index = Index::new(settings.load_balancer_class.clone());
     let mut relist = Relist::default();
     let mut queue: BTreeSet<ServiceKey> = BTreeSet::new();
@@ -280,7 +206,14 @@ pub async fn run(
                     }
                 }
             }
-            Some(done) = writer.running.next() => writer.finished(done, &metrics),
+            (_, outcome) = writer.next() => {
+                metrics
+                    .status_writes
+                    .get_or_create(&metrics::Outcome {
+                        outcome: outcome.as_str().into(),
+                    })
+                    .inc();
+            }
             Some(()) = publisher.next() => {}
             _ = pool_tick.tick(), if started => {
                 write_pool_statuses(
@@ -394,7 +327,7 @@ impl Relist {
 fn decide_all(
     index: &mut Index,
     queue: &mut BTreeSet<ServiceKey>,
-    writer: &mut Writer,
+    writer: &mut Writer<Write>,
     publisher: &mut Publisher,
     metrics: &Metrics,
 ) {
@@ -417,7 +350,10 @@ fn decide_all(
         };
         if let Some(status) = write {
             debug!(service = %key, ?status, "writing status");
-            writer.submit(Target::Service(key.clone()), Write::Service(status));
+            writer.submit(
+                Target::Service(key.clone()),
+                Write::Service(key.clone(), status),
+            );
         }
         for event in to_publish {
             count(&event, index, &key, metrics);
@@ -462,7 +398,7 @@ fn count(event: &status::Event, index: &Index, key: &ServiceKey, metrics: &Metri
 fn write_pool_statuses(
     index: &Index,
     written: &mut BTreeMap<String, PoolStatus>,
-    writer: &mut Writer,
+    writer: &mut Writer<Write>,
     publisher: &mut Publisher,
     metrics: &Metrics,
 ) {
@@ -523,6 +459,6 @@ fn write_pool_statuses(
         }
         let status = status.since(previous, &now);
         written.insert(name.clone(), status.clone());
-        writer.submit(Target::Pool(name), Write::Pool(status));
+        writer.submit(Target::Pool(name.clone()), Write::Pool(name, status));
     }
 }

@@ -20,18 +20,30 @@ pub fn lease_name(node: &str) -> String {
     format!("herald-speaker-{node}")
 }
 
+/// The Node a heartbeat Lease belongs to: the Lease is owned by it, so that the garbage
+/// collector removes it with the Node (a replaced node leaves no Lease behind).
+#[derive(Clone, Debug)]
+pub struct Owner {
+    pub node: String,
+    pub uid: String,
+}
+
 /// Renews this node's Lease.
 pub async fn renew(
     client: &Client,
     namespace: &str,
-    node: &str,
+    owner: &Owner,
     duration: Duration,
 ) -> Result<(), kube::Error> {
     let now = Timestamp::now();
+    let node = owner.node.as_str();
     let body = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": { "name": lease_name(node), "namespace": namespace, "labels": { LABEL: "true" } },
+        "metadata": {
+            "name": lease_name(node), "namespace": namespace, "labels": { LABEL: "true" },
+            "ownerReferences": [{ "apiVersion": "v1", "kind": "Node", "name": node, "uid": owner.uid }],
+        },
         "spec": {
             "holderIdentity": node,
             "leaseDurationSeconds": duration.as_secs().max(1),
@@ -68,15 +80,19 @@ pub fn read(lease: &Lease, now: Timestamp) -> Option<(String, bool)> {
     Some((node, fresh))
 }
 
-/// Nodes with a heartbeat Lease, and those whose Lease is fresh.
+/// Nodes with a heartbeat Lease, and those whose Lease is fresh. Only Leases of existing Nodes
+/// count (`is_node`): a Lease left behind by a deleted node must never look like a peer that
+/// this speaker lost, or a few node replacements would make every speaker fence itself at the
+/// first failed renewal.
 pub fn view<'a>(
     leases: impl Iterator<Item = &'a Lease>,
+    is_node: impl Fn(&str) -> bool,
     now: Timestamp,
 ) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut known = BTreeSet::new();
     let mut fresh = BTreeSet::new();
     for lease in leases {
-        if let Some((node, is_fresh)) = read(lease, now) {
+        if let Some((node, is_fresh)) = read(lease, now).filter(|(node, _)| is_node(node)) {
             if is_fresh {
                 fresh.insert(node.clone());
             }
@@ -86,4 +102,43 @@ pub fn view<'a>(
         }
     }
     (known, fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::SignedDuration;
+
+    fn lease(node: &str, renewed: Timestamp) -> Lease {
+        serde_json::from_value(json!({
+            "metadata": {"name": lease_name(node), "labels": {LABEL: "true"}},
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": 3, "renewTime": MicroTime(renewed)},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn leases_of_deleted_nodes_are_no_peers() {
+        let now = Timestamp::now();
+        let long_ago = now - SignedDuration::from_hours(24);
+        let mut leases: Vec<Lease> = ["a", "b", "c"].iter().map(|n| lease(n, now)).collect();
+        leases.extend(
+            ["old-1", "old-2", "old-3", "old-4"]
+                .iter()
+                .map(|n| lease(n, long_ago)),
+        );
+        let nodes = ["a", "b", "c"];
+        let (known, fresh) = view(leases.iter(), |n| nodes.contains(&n), now);
+        let all: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
+        assert_eq!((&known, &fresh), (&all, &all));
+        // So a speaker that sees its two peers alive answers even when the API server is away.
+        let verdict = herald_core::fencing::verdict(
+            "a",
+            true,
+            &known,
+            &all,
+            &herald_core::fencing::ApiView::Unreachable,
+        );
+        assert_eq!(verdict, herald_core::fencing::Verdict::Answer);
+    }
 }

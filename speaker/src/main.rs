@@ -31,40 +31,43 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0:7946")]
     gossip_bind_address: SocketAddr,
 
-    /// Gossip: how often each speaker probes a peer.
-    #[arg(long, default_value_t = 100)]
-    probe_period_ms: u64,
+    /// Gossip: how often each speaker probes a peer; longer than --probe-rtt.
+    #[arg(long, default_value = "100ms", value_parser = flags::duration)]
+    probe_period: Duration,
 
     /// Gossip: how long to wait for a direct answer before asking others to probe.
-    #[arg(long, default_value_t = 40)]
-    probe_rtt_ms: u64,
+    #[arg(long, default_value = "40ms", value_parser = flags::duration)]
+    probe_rtt: Duration,
 
     /// Gossip: how long a suspected speaker has to refute before it is declared down.
-    #[arg(long, default_value_t = 200)]
-    suspect_to_down_ms: u64,
+    #[arg(long, default_value = "200ms", value_parser = flags::duration)]
+    suspect_to_down: Duration,
 
-    /// Gratuitous ARP / unsolicited NA sent on taking an address over.
+    /// Gratuitous ARP / unsolicited NA sent on taking an address over (0: none).
     #[arg(long, default_value_t = 3)]
     burst: u32,
 
-    #[arg(long, default_value_t = 100)]
-    burst_interval_ms: u64,
+    /// Time between the announcements of a burst.
+    #[arg(long, default_value = "100ms", value_parser = flags::duration)]
+    burst_interval: Duration,
 
     /// How often owned addresses are announced again, for switches' tables.
-    #[arg(long, default_value_t = 30)]
-    refresh_seconds: u64,
+    #[arg(long, default_value = "30s", value_parser = flags::duration)]
+    refresh: Duration,
 
     /// How long to listen for another host using an address before first announcing it.
-    #[arg(long, default_value_t = 300)]
-    probe_wait_ms: u64,
+    #[arg(long, default_value = "300ms", value_parser = flags::duration)]
+    probe_wait: Duration,
 
-    /// How often this node's heartbeat Lease is renewed, and how long it stays valid. The
-    /// duration bounds failover when gossip alone cannot decide (a two-node cluster).
-    #[arg(long, default_value_t = 1)]
-    heartbeat_interval_seconds: u64,
+    /// How often this node's heartbeat Lease is renewed.
+    #[arg(long, default_value = "1s", value_parser = flags::duration)]
+    heartbeat_interval: Duration,
 
-    #[arg(long, default_value_t = 3)]
-    heartbeat_duration_seconds: u64,
+    /// How long the heartbeat Lease stays valid after a renewal; longer than
+    /// --heartbeat-interval. It bounds failover when gossip alone cannot decide (a two-node
+    /// cluster).
+    #[arg(long, default_value = "3s", value_parser = flags::duration)]
+    heartbeat_duration: Duration,
 }
 
 // One thread serves the API watches, gossip and elections, which wait on the network far more
@@ -75,34 +78,55 @@ async fn main() -> anyhow::Result<()> {
         metrics: "0.0.0.0:9403",
         health: "0.0.0.0:9404",
     });
+    check_timings(&args)?;
     let client = args.common.start().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let (ready_tx, ready_rx) = watch::channel(false);
     let admin = args.common.serve_admin(registry, ready_rx);
-    let ms = Duration::from_millis;
     let settings = Settings {
         node: args.node_name.clone(),
         namespace: args.namespace.clone(),
         gossip_bind: args.gossip_bind_address,
         gossip: membership::Timings {
-            probe_period: ms(args.probe_period_ms),
-            probe_rtt: ms(args.probe_rtt_ms),
-            suspect_to_down: ms(args.suspect_to_down_ms),
+            probe_period: args.probe_period,
+            probe_rtt: args.probe_rtt,
+            suspect_to_down: args.suspect_to_down,
             ..membership::Timings::default()
         },
         responder: responder::Timings {
             burst: args.burst,
-            burst_interval: ms(args.burst_interval_ms),
-            refresh: Duration::from_secs(args.refresh_seconds),
-            probe_wait: ms(args.probe_wait_ms),
+            burst_interval: args.burst_interval,
+            refresh: args.refresh,
+            probe_wait: args.probe_wait,
         },
-        heartbeat_interval: Duration::from_secs(args.heartbeat_interval_seconds),
-        heartbeat_duration: Duration::from_secs(args.heartbeat_duration_seconds),
+        heartbeat_interval: args.heartbeat_interval,
+        heartbeat_duration: args.heartbeat_duration,
         conflict_retry: Duration::from_secs(60),
     };
     tokio::select! {
         result = runtime::run(client, settings, metrics, ready_tx, shutdown()) => result.context("herald-speaker"),
         result = admin => result.context("serving metrics and health"),
     }
+}
+
+/// Timings that each make sense alone but not together are refused before anything starts.
+fn check_timings(args: &Args) -> anyhow::Result<()> {
+    if args.probe_period <= args.probe_rtt {
+        anyhow::bail!(
+            "--probe-period ({:?}) must be longer than --probe-rtt ({:?}): a probe waits for its \
+             answer before the next one starts",
+            args.probe_period,
+            args.probe_rtt
+        );
+    }
+    if args.heartbeat_duration <= args.heartbeat_interval {
+        anyhow::bail!(
+            "--heartbeat-duration ({:?}) must be longer than --heartbeat-interval ({:?}): \
+             otherwise the Lease expires between two renewals and every peer fences itself",
+            args.heartbeat_duration,
+            args.heartbeat_interval
+        );
+    }
+    Ok(())
 }

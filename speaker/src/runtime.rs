@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use futures::stream::{BoxStream, FuturesUnordered};
+use futures::stream::BoxStream;
 use futures::{Future, FutureExt, StreamExt};
 use herald_core::allocation::ServiceKey;
-use herald_core::election::{Outcome, elect};
-use herald_core::fencing::{self, ApiView, Verdict};
+use herald_core::fencing::ApiView;
 use herald_crds::{IPAddressPool, L2Advertisement};
 use herald_runtime::events::Publisher;
+use herald_runtime::writer::{StatusWrite, Writer};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -27,6 +27,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+use crate::announce::{Announced, Announcer, Conflict, Pass};
 use crate::heartbeat;
 use crate::link::interfaces::{self, Interface};
 use crate::link::priority;
@@ -35,7 +36,7 @@ use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
 use crate::world::World;
 use herald_crds::conditions::ANNOUNCED;
-use herald_crds::{EventReason, field_managers, reasons};
+use herald_crds::{EventReason, field_managers};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -278,18 +279,17 @@ pub async fn run(
         .map_err(Error::Responders)?;
     let mut speaker = Speaker {
         me: me.clone(),
-        client: client.clone(),
         settings: settings.clone(),
         metrics: metrics.clone(),
         world,
         leases: BTreeMap::new(),
+        relisted_leases: None,
         api_reachable: true,
         conflicts: BTreeMap::new(),
         written: BTreeMap::new(),
-        announcing: BTreeSet::new(),
+        announcer: Announcer::new(me.clone()),
         answering: BTreeSet::new(),
-        writes: FuturesUnordered::new(),
-        queued_writes: BTreeMap::new(),
+        writer: Writer::new(client.clone(), "speaker", WRITES_IN_FLIGHT),
         publisher: Publisher::new(client.clone(), field_managers::SPEAKER, &me),
         synced: BTreeSet::new(),
     };
@@ -298,7 +298,11 @@ pub async fn run(
     // the loop that decides what this node answers for: it only flips `reachable`.
     let (reachable_tx, mut reachable) = watch::channel(true);
     let heartbeat = AbortOnDrop(tokio::spawn({
-        let (client, namespace, node) = (client.clone(), settings.namespace.clone(), me.clone());
+        let owner = heartbeat::Owner {
+            node: me.clone(),
+            uid: node.metadata.uid.clone().unwrap_or_default(),
+        };
+        let (client, namespace) = (client.clone(), settings.namespace.clone());
         let (interval, duration) = (settings.heartbeat_interval, settings.heartbeat_duration);
         async move {
             let mut tick = tokio::time::interval(interval);
@@ -306,7 +310,7 @@ pub async fn run(
                 tick.tick().await;
                 let renewed = tokio::time::timeout(
                     interval,
-                    heartbeat::renew(&client, &namespace, &node, duration),
+                    heartbeat::renew(&client, &namespace, &owner, duration),
                 )
                 .await;
                 match &renewed {
@@ -349,13 +353,8 @@ pub async fn run(
                 speaker.api_reachable = *reachable.borrow_and_update();
             }
             _ = tick.tick() => {}
-            Some((key, result)) = speaker.writes.next() => {
-                speaker.start_writes();
+            _ = speaker.writer.next() => {
                 metrics.status_writes.inc();
-                if let Err(e) = result {
-                    warn!(service = %key, error = %e, "writing the Announced condition failed");
-                    speaker.written.remove(&key);
-                }
             }
             Some(()) = speaker.publisher.next() => {}
             () = &mut shutdown => break,
@@ -400,7 +399,8 @@ fn kube_event(warning: bool, reason: EventReason, note: &str) -> KubeEvent {
 /// Watch events applied at most between two elections.
 const BURST: usize = 256;
 
-/// Condition writes in flight at once.
+/// Condition writes in flight at once: a thousand at once would hold a thousand requests'
+/// buffers (the latest body per Service is all that is kept).
 const WRITES_IN_FLIGHT: usize = 8;
 
 /// A task that stops when its owner drops it, whatever path the owner leaves by.
@@ -412,29 +412,51 @@ impl Drop for AbortOnDrop {
     }
 }
 
-type Write = std::pin::Pin<Box<dyn Future<Output = (ServiceKey, Result<(), kube::Error>)> + Send>>;
+/// A Service's Announced condition, as a server-side apply body.
+#[derive(Clone, Debug)]
+struct ConditionWrite {
+    key: ServiceKey,
+    body: serde_json::Value,
+}
 
-/// A condition as the speaker writes it: status, reason, message.
-type Condition = (bool, String, String);
+impl StatusWrite for ConditionWrite {
+    type Target = ServiceKey;
+
+    fn apply(
+        &self,
+        client: Client,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), kube::Error>> + Send>> {
+        let ConditionWrite { key, body } = self.clone();
+        Box::pin(async move {
+            Api::<Service>::namespaced(client, &key.namespace)
+                .patch_status(
+                    &key.name,
+                    &PatchParams::apply(field_managers::SPEAKER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .map(drop)
+        })
+    }
+}
 
 struct Speaker {
     me: String,
-    client: Client,
     settings: Settings,
     metrics: Metrics,
     world: World,
     leases: BTreeMap<String, Lease>,
+    /// The Leases of a relist in progress.
+    relisted_leases: Option<BTreeMap<String, Lease>>,
     api_reachable: bool,
-    /// Addresses another host answered for: (its MAC, interface, when seen).
-    conflicts: BTreeMap<IpAddr, (String, String, tokio::time::Instant)>,
+    /// Addresses another host answered for, and when.
+    conflicts: BTreeMap<IpAddr, (Conflict, tokio::time::Instant)>,
+    announcer: Announcer,
     /// What we last wrote per Service, until the watch shows it.
-    written: BTreeMap<ServiceKey, Condition>,
-    /// Services this node announces, for the Announcing event.
-    announcing: BTreeSet<ServiceKey>,
+    written: BTreeMap<ServiceKey, Announced>,
     /// Addresses the responders answer for now (probed and announced).
     answering: BTreeSet<IpAddr>,
-    writes: FuturesUnordered<Write>,
-    queued_writes: BTreeMap<ServiceKey, serde_json::Value>,
+    writer: Writer<ConditionWrite>,
     publisher: Publisher,
     /// Watches that have listed once.
     synced: BTreeSet<&'static str>,
@@ -499,11 +521,18 @@ impl Speaker {
                 |w, s| w.delete_slice(s),
             ),
             Change::Lease(event) => match event {
-                Event::Init => {}
+                // A relist replaces the set: Leases deleted while the watch was away go.
+                Event::Init => self.relisted_leases = Some(BTreeMap::new()),
+                Event::InitApply(lease) => {
+                    if let Some(relisted) = &mut self.relisted_leases {
+                        relisted.insert(lease.name_any(), lease);
+                    }
+                }
                 Event::InitDone => {
+                    self.leases = self.relisted_leases.take().unwrap_or_default();
                     self.synced.insert("leases");
                 }
-                Event::InitApply(lease) | Event::Apply(lease) => {
+                Event::Apply(lease) => {
                     self.leases.insert(lease.name_any(), lease);
                 }
                 Event::Delete(lease) => {
@@ -559,10 +588,12 @@ impl Speaker {
                         regarding,
                     );
                 }
-                self.conflicts.insert(
-                    ip,
-                    (mac.to_string(), interface, tokio::time::Instant::now()),
-                );
+                let conflict = Conflict {
+                    mac: mac.to_string(),
+                    interface,
+                };
+                self.conflicts
+                    .insert(ip, (conflict, tokio::time::Instant::now()));
             }
             Report::Announcing { ip, interface } => {
                 info!(%ip, %interface, "announcing");
@@ -571,125 +602,59 @@ impl Speaker {
         }
     }
 
-    /// Elects, fences, and returns what each interface answers for, or `None` while this
-    /// speaker fences itself; writes conditions and events on transitions.
+    /// Plans a pass (see [`Announcer`]) and carries it out: writes conditions and publishes
+    /// events; returns what each interface answers for, or `None` while this speaker fences
+    /// itself.
     fn converge(&mut self, alive: &BTreeSet<String>) -> Option<BTreeMap<String, Wanted>> {
-        let now = Timestamp::now();
         let retry = self.settings.conflict_retry;
-        self.conflicts
-            .retain(|_, (_, _, seen)| seen.elapsed() < retry);
-        let (known, fresh) = heartbeat::view(self.leases.values(), now);
+        self.conflicts.retain(|_, (_, seen)| seen.elapsed() < retry);
+        let (peers, fresh) = heartbeat::view(
+            self.leases.values(),
+            |n| self.world.is_node(n),
+            Timestamp::now(),
+        );
         let api = if self.api_reachable {
             ApiView::Fresh(fresh)
         } else {
             ApiView::Unreachable
         };
-        let outcomes = elect(&self.world.inputs(alive));
+        let conflicts: BTreeMap<IpAddr, Conflict> = self
+            .conflicts
+            .iter()
+            .map(|(ip, (conflict, _))| (*ip, conflict.clone()))
+            .collect();
+        let interfaces = interfaces::scan();
+        let plan = self.announcer.plan(&Pass {
+            world: &self.world,
+            alive,
+            peers: &peers,
+            api: &api,
+            interfaces: &interfaces,
+            conflicts: &conflicts,
+            answering: &self.answering,
+        });
         self.metrics.elections.inc();
         self.metrics.peers_alive.set(alive.len() as i64);
-
-        let mine: Vec<(ServiceKey, Vec<Interface>)> = outcomes
-            .iter()
-            .filter_map(|(key, outcome)| match outcome {
-                Outcome::Announced { node, interfaces } if *node == self.me => {
-                    Some((key.clone(), interfaces::select(interfaces)))
-                }
-                _ => None,
-            })
-            .collect();
-        let link_up = mine.is_empty() || mine.iter().any(|(_, ifaces)| !ifaces.is_empty());
-        let verdict = fencing::verdict(&self.me, link_up, &known, alive, &api);
-        self.metrics
-            .fenced
-            .set(i64::from(verdict != Verdict::Answer));
-        if let Verdict::Quiet(why) = &verdict {
-            warn!(reason = %why, "not answering");
-            self.metrics.announced.set(0);
-            self.announcing.clear();
-            return None;
+        for (key, condition) in plan.conditions {
+            self.write(&key, condition);
         }
-
-        let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
-        let mut announced = 0;
-        for (key, ifaces) in &mine {
-            let Some(facts) = self.world.service(key).cloned() else {
-                continue;
-            };
-            // Probe only addresses no node of the cluster has announced yet.
-            let probe_first = facts.announced.as_ref().is_none_or(|c| c.status != "True");
-            let conflict = facts
-                .ips
-                .iter()
-                .find_map(|ip| self.conflicts.get(ip).map(|c| (*ip, c.clone())));
-            let condition = match &conflict {
-                Some((ip, (mac, interface, _))) => (
-                    false,
-                    reasons::ADDRESS_CONFLICT.to_owned(),
-                    format!(
-                        "{ip} is already used by {mac} on {interface} (seen by node {}); not announced",
-                        self.me
-                    ),
-                ),
-                None => (
-                    true,
-                    reasons::ANNOUNCED.to_owned(),
-                    format!(
-                        "node {} answers on {}: {}",
-                        self.me,
-                        ifaces
-                            .iter()
-                            .map(|i| i.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        if facts.local {
-                            "the first choice for its addresses among the live nodes with a \
-                             ready endpoint (externalTrafficPolicy Local) that may announce them"
-                        } else {
-                            "the first choice for its addresses among the live nodes that may \
-                             announce them"
-                        }
-                    ),
-                ),
-            };
-            if conflict.is_some() {
-                if self.announcing.remove(key) || !self.written.contains_key(key) {
-                    self.publish(key, true, EventReason::AddressConflict, &condition.2);
-                }
-                self.write(key, condition);
-                continue;
-            }
-            for interface in ifaces {
-                for ip in &facts.ips {
-                    wanted
-                        .entry(interface.name.clone())
-                        .or_default()
-                        .insert(*ip, probe_first);
-                    announced += 1;
-                }
-            }
-            // Say so once the responders answer (after the probe, for a new address).
-            if facts.ips.iter().all(|ip| self.answering.contains(ip)) {
-                if self.announcing.insert(key.clone()) {
-                    self.publish(key, false, EventReason::Announcing, &condition.2);
-                }
-                self.write(key, condition);
-            }
+        for event in plan.events {
+            self.publish(&event.service, event.warning, event.reason, &event.note);
         }
+        let wanted = match plan.answer {
+            Ok(wanted) => wanted,
+            Err(why) => {
+                warn!(reason = %why, "not answering");
+                self.metrics.fenced.set(1);
+                self.metrics.announced.set(0);
+                self.answering.clear();
+                return None;
+            }
+        };
+        self.metrics.fenced.set(0);
+        self.metrics.announced.set(plan.announced as i64);
         self.answering
             .retain(|ip| wanted.values().any(|w| w.contains_key(ip)));
-        self.announcing
-            .retain(|key| mine.iter().any(|(k, _)| k == key));
-        self.metrics.announced.set(announced);
-
-        // Services nobody may announce: the first speaker alive (by name) says why.
-        if alive.iter().next() == Some(&self.me) {
-            for (key, outcome) in &outcomes {
-                if let Outcome::NotAnnounced(reason) = outcome {
-                    let machine = reasons::not_announced(reason).to_owned();
-                    self.write(key, (false, machine, reason.to_string()));
-                }
-            }
-        }
         Some(wanted)
     }
 
@@ -711,15 +676,16 @@ impl Speaker {
 
     /// Writes the Service's Announced condition when it differs from what it shows and from
     /// what we wrote last.
-    fn write(&mut self, key: &ServiceKey, condition: Condition) {
+    fn write(&mut self, key: &ServiceKey, condition: Announced) {
         let Some(facts) = self.world.service(key) else {
             return;
         };
-        let shown = facts
-            .announced
-            .as_ref()
-            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()));
-        if shown.as_ref() == Some(&condition) {
+        let shown = facts.announced.as_ref();
+        if shown.is_some_and(|c| {
+            (c.status == "True") == condition.status
+                && c.reason == condition.reason
+                && c.message == condition.message
+        }) {
             self.written.remove(key);
             return;
         }
@@ -728,10 +694,8 @@ impl Speaker {
         }
         tracing::trace!(service = %key, ?condition, ?shown, "writing the Announced condition");
         self.written.insert(key.clone(), condition.clone());
-        let keep_time = facts
-            .announced
-            .as_ref()
-            .filter(|c| (c.status == "True") == condition.0)
+        let keep_time = shown
+            .filter(|c| (c.status == "True") == condition.status)
             .map(|c| c.last_transition_time.clone());
         let since = keep_time.unwrap_or(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             Timestamp::now(),
@@ -741,35 +705,18 @@ impl Speaker {
             "metadata": { "name": key.name, "namespace": key.namespace },
             "status": { "conditions": [{
                 "type": ANNOUNCED,
-                "status": if condition.0 { "True" } else { "False" },
-                "reason": condition.1,
-                "message": condition.2,
+                "status": if condition.status { "True" } else { "False" },
+                "reason": condition.reason,
+                "message": condition.message,
                 "lastTransitionTime": since,
             }]},
         });
-        self.queued_writes.insert(key.clone(), body);
-        self.start_writes();
-    }
-
-    /// Starts queued writes, a few at a time: a thousand at once would hold a thousand
-    /// requests' buffers (the latest body per Service is all that is kept).
-    fn start_writes(&mut self) {
-        while self.writes.len() < WRITES_IN_FLIGHT {
-            let Some((key, body)) = self.queued_writes.pop_first() else {
-                break;
-            };
-            let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-            self.writes.push(Box::pin(async move {
-                let result = api
-                    .patch_status(
-                        &key.name,
-                        &PatchParams::apply(field_managers::SPEAKER).force(),
-                        &Patch::Apply(&body),
-                    )
-                    .await
-                    .map(drop);
-                (key, result)
-            }));
-        }
+        self.writer.submit(
+            key.clone(),
+            ConditionWrite {
+                key: key.clone(),
+                body,
+            },
+        );
     }
 }

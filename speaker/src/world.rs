@@ -129,6 +129,11 @@ impl World {
         );
     }
 
+    /// Whether a Node of that name exists.
+    pub fn is_node(&self, name: &str) -> bool {
+        self.nodes.contains_key(name)
+    }
+
     pub fn delete_node(&mut self, name: &str) {
         self.nodes.remove(name);
         self.node_addresses.remove(name);

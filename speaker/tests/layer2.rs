@@ -13,10 +13,15 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use herald_speaker::heartbeat;
 use herald_tests::eventually;
 use herald_tests::lan::Host;
 use herald_tests::objects::services;
 use herald_tests::speaker_lan::{SpeakerLan, WAIT, winner_index};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -34,7 +39,10 @@ async fn exactly_one_node_answers_arp_and_ndp_and_another_takes_over_when_it_die
         .await;
     // IPv4: exactly the MAC of the node the condition names (once gossip has converged).
     let (winner, message) = lab.settled("web", "192.0.2.200").await;
-    assert!(message.contains(" answers on eth0: "), "{message}");
+    assert!(
+        message.contains(" answers for 192.0.2.200, 2001:db8::200 on eth0: "),
+        "{message}"
+    );
     let winner_mac = lab.nodes[winner].1.mac.clone();
     // An unallocated pool address: nobody.
     assert!(lab.arp_answers("192.0.2.201").await.is_empty());
@@ -404,4 +412,61 @@ async fn interfaces_an_advertisement_does_not_name_stay_silent() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn heartbeat_leases_of_deleted_nodes_fence_nobody_while_the_api_server_is_away() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let lab = lab("l2-stale-leases", 3).await;
+    // Four replaced nodes left their heartbeat Leases behind (the garbage collector had not
+    // removed them, or they predate owner references).
+    let leases: Api<Lease> = Api::namespaced(lab.cluster.client(), lab.cluster.namespace());
+    let long_ago = MicroTime(Timestamp::now() - SignedDuration::from_hours(24));
+    for i in 0..4 {
+        let node = format!("replaced-{i}");
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": heartbeat::lease_name(&node), "labels": {heartbeat::LABEL: "true"}},
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": 3, "renewTime": long_ago}});
+        leases
+            .patch(
+                &heartbeat::lease_name(&node),
+                &PatchParams::apply("tests").force(),
+                &Patch::Apply(&lease),
+            )
+            .await
+            .unwrap();
+    }
+    let ip = "192.0.2.247";
+    lab.service("web", &[ip], false, &[0]).await;
+    let (winner, _) = lab.settled("web", ip).await;
+    let winner_mac = lab.nodes[winner].1.mac.clone();
+
+    // The speakers' own Leases are owned by their Nodes: the garbage collector removes them
+    // with the Node.
+    let own = leases
+        .get(&heartbeat::lease_name(&lab.nodes[winner].0))
+        .await
+        .unwrap();
+    let owner = &own.metadata.owner_references.unwrap_or_default()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", lab.nodes[winner].0.as_str())
+    );
+
+    // The API server goes away for a while, as in a restart: every renewal fails, but each
+    // speaker still sees both its peers, so none fences itself.
+    let api = lab.lan.host("api");
+    api.run(
+        "nft",
+        &["add table inet away; add chain inet away in { type filter hook input priority 0 ; }; add rule inet away in tcp dport 6443 drop"],
+    );
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert_eq!(
+            lab.arp_answers(ip).await,
+            BTreeSet::from([winner_mac.clone()]),
+            "while the API server was away"
+        );
+    }
+    api.run("nft", &["delete table inet away"]);
 }

@@ -105,7 +105,7 @@ pub fn announcing_node<'a>(
     message: &str,
     mut nodes: impl Iterator<Item = &'a str>,
 ) -> Option<usize> {
-    nodes.position(|name| message.starts_with(&format!("node {name} answers on")))
+    nodes.position(|name| message.starts_with(&format!("node {name} answers for ")))
 }
 
 /// Waits up to `timeout` for the Service's `herald.dev/Announced` condition to have `reason`,

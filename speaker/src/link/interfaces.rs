@@ -33,6 +33,9 @@ pub struct Interface {
     pub index: u32,
     pub mac: Mac,
     pub up: bool,
+    /// Whether it may answer when an L2Advertisement names no interfaces: not container or
+    /// CNI plumbing, and not enslaved to a bridge or bond (its master answers).
+    pub suitable_by_default: bool,
 }
 
 impl Interface {
@@ -54,37 +57,70 @@ impl Interface {
             index: read("ifindex")?.parse().ok()?,
             mac,
             up: flags & IFF_UP != 0 && read("carrier").as_deref() == Some("1"),
+            suitable_by_default: !SKIPPED_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !dir.join("master").exists(),
         })
-    }
-
-    /// Whether the interface may answer when an L2Advertisement names no interfaces: not
-    /// container or CNI plumbing, and not enslaved to a bridge or bond (its master answers).
-    fn suitable_by_default(&self) -> bool {
-        !SKIPPED_PREFIXES.iter().any(|p| self.name.starts_with(p))
-            && !Path::new("/sys/class/net")
-                .join(&self.name)
-                .join("master")
-                .exists()
     }
 }
 
-/// The interfaces to answer on: `names`, or with none named every suitable one. Interfaces
-/// that are down are left out (a speaker whose link is down must stay silent).
-pub fn select(names: &std::collections::BTreeSet<String>) -> Vec<Interface> {
-    let candidates: Vec<String> = if names.is_empty() {
-        fs::read_dir("/sys/class/net")
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect()
-    } else {
-        names.iter().cloned().collect()
-    };
-    let mut interfaces: Vec<Interface> = candidates
-        .iter()
-        .filter_map(|name| Interface::read(name))
-        .filter(|i| i.up && (!names.is_empty() || i.suitable_by_default()))
+/// Every interface of the node that could answer ARP and NDP, read once: elections read this
+/// snapshot, never `/sys` per Service.
+pub fn scan() -> Vec<Interface> {
+    let mut interfaces: Vec<Interface> = fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| Interface::read(&name))
         .collect();
     interfaces.sort_by(|a, b| a.name.cmp(&b.name));
     interfaces
+}
+
+/// The interfaces of `snapshot` to answer on: `names`, or with none named every suitable one.
+/// Interfaces that are down are left out (a speaker whose link is down must stay silent).
+pub fn select<'a>(
+    names: &std::collections::BTreeSet<String>,
+    snapshot: &'a [Interface],
+) -> Vec<&'a Interface> {
+    snapshot
+        .iter()
+        .filter(|i| i.up)
+        .filter(|i| {
+            if names.is_empty() {
+                i.suitable_by_default
+            } else {
+                names.contains(&i.name)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn interface(name: &str, up: bool, suitable: bool) -> Interface {
+        Interface {
+            name: name.into(),
+            index: 1,
+            mac: Mac::ZERO,
+            up,
+            suitable_by_default: suitable,
+        }
+    }
+
+    #[test]
+    fn named_interfaces_or_every_suitable_one_and_never_one_that_is_down() {
+        let snapshot = [
+            interface("br0", true, true),
+            interface("eth0", true, true),
+            interface("eth1", false, true),
+            interface("veth1", true, false),
+        ];
+        let names = |s: &[&Interface]| s.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&select(&BTreeSet::new(), &snapshot)), ["br0", "eth0"]);
+        let wanted = BTreeSet::from(["eth1".to_string(), "veth1".to_string()]);
+        assert_eq!(names(&select(&wanted, &snapshot)), ["veth1"]);
+    }
 }

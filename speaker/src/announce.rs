@@ -1,0 +1,414 @@
+//! The speaker's decisions, as data: from the world, the live speakers, the API server's view
+//! of the heartbeats, the node's interfaces and the conflicts seen, an [`Announcer`] plans
+//! what each interface answers for, which `herald.dev/Announced` conditions to write and which
+//! Events to publish. It makes no call and reads no clock; the runtime carries the plan out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use herald_core::allocation::ServiceKey;
+use herald_core::election::{Outcome, elect};
+use herald_core::fencing::{self, ApiView, Silence, Verdict};
+use herald_crds::{EventReason, reasons};
+
+use crate::link::interfaces::{self, Interface};
+use crate::link::responder::Wanted;
+use crate::world::World;
+
+/// Another host on the LAN answered for an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub mac: String,
+    pub interface: String,
+}
+
+/// Everything one pass decides on.
+pub struct Pass<'a> {
+    pub world: &'a World,
+    /// The speakers gossip shows alive, this one included.
+    pub alive: &'a BTreeSet<String>,
+    /// The speakers that should be running: Nodes with a heartbeat Lease.
+    pub peers: &'a BTreeSet<String>,
+    pub api: &'a ApiView,
+    /// This node's interfaces, as last scanned.
+    pub interfaces: &'a [Interface],
+    /// Addresses other hosts answered for, recently.
+    pub conflicts: &'a BTreeMap<IpAddr, Conflict>,
+    /// Addresses the responders answer for now (probed, announced).
+    pub answering: &'a BTreeSet<IpAddr>,
+}
+
+/// The Announced condition as the speaker writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub service: ServiceKey,
+    pub reason: EventReason,
+    pub warning: bool,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// What each interface answers for, or why this speaker answers for nothing.
+    pub answer: Result<BTreeMap<String, Wanted>, Silence>,
+    /// The Announced condition each Service should show (only those this speaker reports on).
+    pub conditions: Vec<(ServiceKey, Announced)>,
+    pub events: Vec<Event>,
+    /// How many (address, interface) pairs are answered.
+    pub announced: usize,
+}
+
+/// Plans each pass, remembering what it announced so that Events follow transitions and an
+/// address is probed before this node first answers for it.
+#[derive(Debug)]
+pub struct Announcer {
+    me: String,
+    /// Services this node announces, for the Announcing event.
+    announcing: BTreeSet<ServiceKey>,
+    /// Addresses this node has answered for since it started.
+    announced_before: BTreeSet<IpAddr>,
+}
+
+impl Announcer {
+    pub fn new(me: impl Into<String>) -> Self {
+        Announcer {
+            me: me.into(),
+            announcing: BTreeSet::new(),
+            announced_before: BTreeSet::new(),
+        }
+    }
+
+    pub fn plan(&mut self, pass: &Pass) -> Plan {
+        self.announced_before.extend(pass.answering.iter().copied());
+        let outcomes = elect(&pass.world.inputs(pass.alive));
+        let mine: Vec<(&ServiceKey, Vec<&Interface>)> = outcomes
+            .iter()
+            .filter_map(|(key, outcome)| match outcome {
+                Outcome::Announced { node, interfaces } if *node == self.me => {
+                    Some((key, interfaces::select(interfaces, pass.interfaces)))
+                }
+                _ => None,
+            })
+            .collect();
+        let link_up = mine.is_empty() || mine.iter().any(|(_, ifaces)| !ifaces.is_empty());
+        if let Verdict::Quiet(why) =
+            fencing::verdict(&self.me, link_up, pass.peers, pass.alive, pass.api)
+        {
+            self.announcing.clear();
+            return Plan {
+                answer: Err(why),
+                conditions: Vec::new(),
+                events: Vec::new(),
+                announced: 0,
+            };
+        }
+
+        let mut plan = Plan {
+            answer: Ok(BTreeMap::new()),
+            conditions: Vec::new(),
+            events: Vec::new(),
+            announced: 0,
+        };
+        let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
+        for (key, ifaces) in &mine {
+            let Some(facts) = pass.world.service(key) else {
+                continue;
+            };
+            let shown = facts
+                .announced
+                .as_ref()
+                .filter(|c| c.status == "True")
+                .map(|c| c.message.as_str());
+            if let Some((ip, conflict)) = facts
+                .ips
+                .iter()
+                .find_map(|ip| pass.conflicts.get(ip).map(|c| (*ip, c)))
+            {
+                let condition = Announced {
+                    status: false,
+                    reason: reasons::ADDRESS_CONFLICT,
+                    message: format!(
+                        "{ip} is already used by {} on {} (seen by node {}); not announced",
+                        conflict.mac, conflict.interface, self.me
+                    ),
+                };
+                if self.announcing.remove(*key) || shown.is_some() {
+                    plan.events.push(Event {
+                        service: (*key).clone(),
+                        reason: EventReason::AddressConflict,
+                        warning: true,
+                        note: condition.message.clone(),
+                    });
+                }
+                plan.conditions.push(((*key).clone(), condition));
+                continue;
+            }
+            for interface in ifaces {
+                let answered = wanted.entry(interface.name.clone()).or_default();
+                for ip in &facts.ips {
+                    // Probe an address unless this node answered for it before, or the
+                    // Service shows that a node of the cluster did (a failover must not wait).
+                    let probe = !self.announced_before.contains(ip)
+                        && !shown.is_some_and(|m| names_address(m, *ip));
+                    answered.insert(*ip, probe);
+                    plan.announced += 1;
+                }
+            }
+            // Say so once the responders answer (after the probe, for a new address).
+            if facts.ips.iter().all(|ip| pass.answering.contains(ip)) {
+                let condition = Announced {
+                    status: true,
+                    reason: reasons::ANNOUNCED,
+                    message: announced_message(&self.me, &facts.ips, ifaces, facts.local),
+                };
+                if self.announcing.insert((*key).clone()) {
+                    plan.events.push(Event {
+                        service: (*key).clone(),
+                        reason: EventReason::Announcing,
+                        warning: false,
+                        note: condition.message.clone(),
+                    });
+                }
+                plan.conditions.push(((*key).clone(), condition));
+            }
+        }
+        self.announcing
+            .retain(|key| mine.iter().any(|(k, _)| *k == key));
+
+        // Services nobody may announce: the first speaker alive (by name) says why.
+        if pass.alive.iter().next() == Some(&self.me) {
+            for (key, outcome) in &outcomes {
+                if let Outcome::NotAnnounced(reason) = outcome {
+                    plan.conditions.push((
+                        key.clone(),
+                        Announced {
+                            status: false,
+                            reason: reasons::not_announced(reason),
+                            message: reason.to_string(),
+                        },
+                    ));
+                }
+            }
+        }
+        plan.answer = Ok(wanted);
+        plan
+    }
+}
+
+/// The Announced message: which node answers for which addresses, on which interfaces, and
+/// why that node. It names the addresses, so that a speaker taking a Service over can tell an
+/// address the cluster announced before (no probe: the failover must not wait) from a new one.
+fn announced_message(node: &str, ips: &[IpAddr], interfaces: &[&Interface], local: bool) -> String {
+    let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+    let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
+    let why = if local {
+        "the first choice for its addresses among the live nodes with a ready endpoint \
+         (externalTrafficPolicy Local) that may announce them"
+    } else {
+        "the first choice for its addresses among the live nodes that may announce them"
+    };
+    format!(
+        "node {node} answers for {} on {}: {why}",
+        ips.join(", "),
+        names.join(", ")
+    )
+}
+
+/// Whether an Announced message names `ip` among the addresses answered for.
+fn names_address(message: &str, ip: IpAddr) -> bool {
+    let Some((_, rest)) = message.split_once(" answers for ") else {
+        return false;
+    };
+    let Some((addresses, _)) = rest.split_once(" on ") else {
+        return false;
+    };
+    let ip = ip.to_string();
+    addresses.split(", ").any(|a| a == ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Mac;
+    use herald_crds::{IPAddressPool, L2Advertisement};
+    use k8s_openapi::api::core::v1::{Node, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use serde_json::json;
+
+    const ME: &str = "node-a";
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn eth0(up: bool) -> Vec<Interface> {
+        vec![Interface {
+            name: "eth0".into(),
+            index: 2,
+            mac: Mac::ZERO,
+            up,
+            suitable_by_default: true,
+        }]
+    }
+
+    /// A world of one node (this one), a pool, an advertisement and Service `web` with `ips`
+    /// and, when given, the Announced condition it shows.
+    fn world(ips: &[&str], shown: Option<&str>) -> World {
+        let mut world = World::default();
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": ME},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]}}))
+        .unwrap();
+        world.apply_node(&node);
+        let pool: IPAddressPool =
+            serde_json::from_value(json!({"metadata": {"name": "lan", "uid": "p"},
+            "spec": {"addresses": ["192.0.2.200/29"]}}))
+            .unwrap();
+        world.apply_pool(&pool);
+        let advert: L2Advertisement =
+            serde_json::from_value(json!({"metadata": {"name": "all"}, "spec": {}})).unwrap();
+        world.apply_advertisement(&advert).unwrap();
+        let ingress: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        let mut conditions = vec![json!({"type": "herald.dev/Allocated", "status": "True",
+            "reason": "Allocated", "message": "", "lastTransitionTime": "2026-11-28T00:00:00Z"})];
+        if let Some(message) = shown {
+            conditions.push(json!({"type": "herald.dev/Announced", "status": "True",
+                "reason": "Announced", "message": message, "lastTransitionTime": "2026-11-28T00:00:00Z"}));
+        }
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u"},
+            "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": ingress}, "conditions": conditions},
+        }))
+        .unwrap();
+        world.apply_service(&service);
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["198.51.100.10"], "nodeName": ME, "conditions": {"ready": true}}],
+        }))
+        .unwrap();
+        world.apply_slice(&slice);
+        world
+    }
+
+    struct Fixture {
+        world: World,
+        alive: BTreeSet<String>,
+        interfaces: Vec<Interface>,
+        conflicts: BTreeMap<IpAddr, Conflict>,
+        answering: BTreeSet<IpAddr>,
+    }
+
+    impl Fixture {
+        fn new(world: World) -> Self {
+            Fixture {
+                world,
+                alive: BTreeSet::from([ME.to_string()]),
+                interfaces: eth0(true),
+                conflicts: BTreeMap::new(),
+                answering: BTreeSet::new(),
+            }
+        }
+
+        fn plan(&self, announcer: &mut Announcer) -> Plan {
+            announcer.plan(&Pass {
+                world: &self.world,
+                alive: &self.alive,
+                peers: &self.alive,
+                api: &ApiView::Fresh(self.alive.clone()),
+                interfaces: &self.interfaces,
+                conflicts: &self.conflicts,
+                answering: &self.answering,
+            })
+        }
+    }
+
+    fn probes(plan: &Plan) -> BTreeMap<IpAddr, bool> {
+        plan.answer.as_ref().unwrap()["eth0"].clone()
+    }
+
+    #[test]
+    fn a_new_address_is_probed_then_announced_once_with_an_event() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        let mut announcer = Announcer::new(ME);
+        let first = fixture.plan(&mut announcer);
+        assert_eq!(probes(&first), BTreeMap::from([(ip("192.0.2.200"), true)]));
+        assert!(first.conditions.is_empty() && first.events.is_empty());
+        // The responder probed and answers now.
+        fixture.answering.insert(ip("192.0.2.200"));
+        let second = fixture.plan(&mut announcer);
+        let (_, condition) = &second.conditions[0];
+        assert_eq!(
+            condition.message,
+            "node node-a answers for 192.0.2.200 on eth0: the first choice for its addresses \
+             among the live nodes that may announce them"
+        );
+        assert_eq!(second.events[0].reason, EventReason::Announcing);
+        assert!(fixture.plan(&mut announcer).events.is_empty());
+    }
+
+    #[test]
+    fn an_address_the_cluster_announced_is_taken_over_without_a_probe() {
+        let shown = "node node-b answers for 192.0.2.200 on eth0: the first choice";
+        let fixture = Fixture::new(world(&["192.0.2.200"], Some(shown)));
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.200"), false)]));
+    }
+
+    #[test]
+    fn a_new_address_of_an_announced_service_is_probed() {
+        // A pool edit moved the Service from .200 to .201; its condition still names .200.
+        let shown = "node node-b answers for 192.0.2.200 on eth0: the first choice";
+        let fixture = Fixture::new(world(&["192.0.2.201"], Some(shown)));
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.201"), true)]));
+    }
+
+    #[test]
+    fn an_address_another_host_uses_is_not_answered_and_the_condition_says_who() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        fixture.conflicts.insert(
+            ip("192.0.2.200"),
+            Conflict {
+                mac: "02:00:00:00:00:99".into(),
+                interface: "eth0".into(),
+            },
+        );
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert!(plan.answer.as_ref().unwrap().is_empty());
+        let (_, condition) = &plan.conditions[0];
+        assert_eq!(condition.reason, reasons::ADDRESS_CONFLICT);
+        assert!(
+            condition
+                .message
+                .starts_with("192.0.2.200 is already used by 02:00:00:00:00:99")
+        );
+    }
+
+    #[test]
+    fn a_node_whose_only_interface_is_down_answers_for_nothing() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        fixture.interfaces = eth0(false);
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(plan.answer, Err(Silence::LinkDown));
+    }
+
+    #[test]
+    fn the_message_names_exactly_its_addresses() {
+        let message = "node a answers for 192.0.2.200, 2001:db8::200 on eth0: why";
+        assert!(names_address(message, ip("2001:db8::200")));
+        assert!(!names_address(message, ip("192.0.2.20")));
+        assert!(!names_address(
+            "node a answers on eth0: why",
+            ip("192.0.2.200")
+        ));
+    }
+}
