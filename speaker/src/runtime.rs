@@ -588,16 +588,24 @@ impl Speaker {
         self.metrics.elections.inc();
         self.metrics.peers_alive.set(alive.len() as i64);
 
-        let mine: Vec<(ServiceKey, Vec<Interface>)> = outcomes
+        // Per Service, per address: each address is answered on its own interfaces.
+        let mine: Vec<(ServiceKey, BTreeMap<IpAddr, Vec<Interface>>)> = outcomes
             .iter()
             .filter_map(|(key, outcome)| match outcome {
-                Outcome::Announced { node, interfaces } if *node == self.me => {
-                    Some((key.clone(), interfaces::select(interfaces)))
-                }
+                Outcome::Announced { node, interfaces } if *node == self.me => Some((
+                    key.clone(),
+                    interfaces
+                        .iter()
+                        .map(|(ip, names)| (*ip, interfaces::select(names)))
+                        .collect(),
+                )),
                 _ => None,
             })
             .collect();
-        let link_up = mine.is_empty() || mine.iter().any(|(_, ifaces)| !ifaces.is_empty());
+        let link_up = mine.is_empty()
+            || mine
+                .iter()
+                .any(|(_, per_address)| per_address.values().any(|i| !i.is_empty()));
         let verdict = fencing::verdict(&self.me, link_up, &known, alive, &api);
         self.metrics
             .fenced
@@ -611,10 +619,15 @@ impl Speaker {
 
         let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
         let mut announced = 0;
-        for (key, ifaces) in &mine {
+        for (key, per_address) in &mine {
             let Some(facts) = self.world.service(key).cloned() else {
                 continue;
             };
+            let interface_names: BTreeSet<&str> = per_address
+                .values()
+                .flatten()
+                .map(|i| i.name.as_str())
+                .collect();
             // Probe only addresses no node of the cluster has announced yet.
             let probe_first = facts.announced.as_ref().is_none_or(|c| c.status != "True");
             let conflict = facts
@@ -636,11 +649,7 @@ impl Speaker {
                     format!(
                         "node {} answers on {}: {}",
                         self.me,
-                        ifaces
-                            .iter()
-                            .map(|i| i.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        interface_names.into_iter().collect::<Vec<_>>().join(", "),
                         if facts.local {
                             "the first choice for its addresses among the live nodes with a \
                              ready endpoint (externalTrafficPolicy Local) that may announce them"
@@ -658,8 +667,8 @@ impl Speaker {
                 self.write(key, condition);
                 continue;
             }
-            for interface in ifaces {
-                for ip in &facts.ips {
+            for (ip, ifaces) in per_address {
+                for interface in ifaces {
                     wanted
                         .entry(interface.name.clone())
                         .or_default()
