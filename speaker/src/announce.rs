@@ -88,16 +88,24 @@ impl Announcer {
     pub fn plan(&mut self, pass: &Pass) -> Plan {
         self.announced_before.extend(pass.answering.iter().copied());
         let outcomes = elect(&pass.world.inputs(pass.alive));
-        let mine: Vec<(&ServiceKey, Vec<&Interface>)> = outcomes
+        // Per Service this node wins, per address: the interfaces that address is answered on.
+        let mine: Vec<(&ServiceKey, BTreeMap<IpAddr, Vec<&Interface>>)> = outcomes
             .iter()
             .filter_map(|(key, outcome)| match outcome {
-                Outcome::Announced { node, interfaces } if *node == self.me => {
-                    Some((key, interfaces::select(interfaces, pass.interfaces)))
-                }
+                Outcome::Announced { node, interfaces } if *node == self.me => Some((
+                    key,
+                    interfaces
+                        .iter()
+                        .map(|(ip, names)| (*ip, interfaces::select(names, pass.interfaces)))
+                        .collect(),
+                )),
                 _ => None,
             })
             .collect();
-        let link_up = mine.is_empty() || mine.iter().any(|(_, ifaces)| !ifaces.is_empty());
+        let link_up = mine.is_empty()
+            || mine
+                .iter()
+                .any(|(_, per_address)| per_address.values().any(|i| !i.is_empty()));
         if let Verdict::Quiet(why) =
             fencing::verdict(&self.me, link_up, pass.peers, pass.alive, pass.api)
         {
@@ -117,7 +125,7 @@ impl Announcer {
             announced: 0,
         };
         let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
-        for (key, ifaces) in &mine {
+        for (key, per_address) in &mine {
             let Some(facts) = pass.world.service(key) else {
                 continue;
             };
@@ -150,14 +158,16 @@ impl Announcer {
                 plan.conditions.push(((*key).clone(), condition));
                 continue;
             }
-            for interface in ifaces {
-                let answered = wanted.entry(interface.name.clone()).or_default();
-                for ip in &facts.ips {
-                    // Probe an address unless this node answered for it before, or the
-                    // Service shows that a node of the cluster did (a failover must not wait).
-                    let probe = !self.announced_before.contains(ip)
-                        && !shown.is_some_and(|m| names_address(m, *ip));
-                    answered.insert(*ip, probe);
+            for (ip, ifaces) in per_address {
+                // Probe an address unless this node answered for it before, or the Service
+                // shows that a node of the cluster did (a failover must not wait).
+                let probe = !self.announced_before.contains(ip)
+                    && !shown.is_some_and(|m| names_address(m, *ip));
+                for interface in ifaces {
+                    wanted
+                        .entry(interface.name.clone())
+                        .or_default()
+                        .insert(*ip, probe);
                     plan.announced += 1;
                 }
             }
@@ -166,7 +176,7 @@ impl Announcer {
                 let condition = Announced {
                     status: true,
                     reason: reasons::ANNOUNCED,
-                    message: announced_message(&self.me, &facts.ips, ifaces, facts.local),
+                    message: announced_message(&self.me, &facts.ips, per_address, facts.local),
                 };
                 if self.announcing.insert((*key).clone()) {
                     plan.events.push(Event {
@@ -205,9 +215,19 @@ impl Announcer {
 /// The Announced message: which node answers for which addresses, on which interfaces, and
 /// why that node. It names the addresses, so that a speaker taking a Service over can tell an
 /// address the cluster announced before (no probe: the failover must not wait) from a new one.
-fn announced_message(node: &str, ips: &[IpAddr], interfaces: &[&Interface], local: bool) -> String {
+fn announced_message(
+    node: &str,
+    ips: &[IpAddr],
+    interfaces: &BTreeMap<IpAddr, Vec<&Interface>>,
+    local: bool,
+) -> String {
     let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
-    let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
+    let names: BTreeSet<&str> = interfaces
+        .values()
+        .flatten()
+        .map(|i| i.name.as_str())
+        .collect();
+    let names: Vec<&str> = names.into_iter().collect();
     let why = if local {
         "the first choice for its addresses among the live nodes with a ready endpoint \
          (externalTrafficPolicy Local) that may announce them"

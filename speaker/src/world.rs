@@ -319,6 +319,9 @@ impl World {
         Inputs {
             nodes: self.nodes.values().cloned().collect(),
             alive: alive.clone(),
+            // Speakers do not publish their links yet: each is taken to serve every
+            // advertisement.
+            links: BTreeMap::new(),
             pools: self.pools.values().cloned().collect(),
             advertisements: self.advertisements.values().cloned().collect(),
             services,
