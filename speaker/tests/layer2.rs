@@ -441,18 +441,6 @@ async fn heartbeat_leases_of_deleted_nodes_fence_nobody_while_the_api_server_is_
     let (winner, _) = lab.settled("web", ip).await;
     let winner_mac = lab.nodes[winner].1.mac.clone();
 
-    // The speakers' own Leases are owned by their Nodes: the garbage collector removes them
-    // with the Node.
-    let own = leases
-        .get(&heartbeat::lease_name(&lab.nodes[winner].0))
-        .await
-        .unwrap();
-    let owner = &own.metadata.owner_references.unwrap_or_default()[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str()),
-        ("Node", lab.nodes[winner].0.as_str())
-    );
-
     // The API server goes away for a while, as in a restart: every renewal fails, but each
     // speaker still sees both its peers, so none fences itself.
     let api = lab.lan.host("api");
@@ -469,4 +457,16 @@ async fn heartbeat_leases_of_deleted_nodes_fence_nobody_while_the_api_server_is_
         );
     }
     api.run("nft", &["delete table inet away"]);
+
+    // The speakers' own Leases are owned by their Nodes: the garbage collector removes them
+    // with the Node.
+    let own = leases
+        .get(&heartbeat::lease_name(&lab.nodes[winner].0))
+        .await
+        .unwrap();
+    let owner = &own.metadata.owner_references.unwrap_or_default()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", lab.nodes[winner].0.as_str())
+    );
 }
