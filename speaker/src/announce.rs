@@ -46,9 +46,16 @@ pub struct Announced {
     pub message: String,
 }
 
+/// What an Event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Regarding {
+    Service(ServiceKey),
+    Advertisement { name: String, uid: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    pub service: ServiceKey,
+    pub regarding: Regarding,
     pub reason: EventReason,
     pub warning: bool,
     pub note: String,
@@ -74,6 +81,8 @@ pub struct Announcer {
     announcing: BTreeSet<ServiceKey>,
     /// Addresses this node has answered for since it started.
     announced_before: BTreeSet<IpAddr>,
+    /// Invalid L2Advertisements reported, with what was said.
+    reported_invalid: BTreeMap<String, String>,
 }
 
 impl Announcer {
@@ -82,6 +91,7 @@ impl Announcer {
             me: me.into(),
             announcing: BTreeSet::new(),
             announced_before: BTreeSet::new(),
+            reported_invalid: BTreeMap::new(),
         }
     }
 
@@ -149,7 +159,7 @@ impl Announcer {
                 };
                 if self.announcing.remove(*key) || shown.is_some() {
                     plan.events.push(Event {
-                        service: (*key).clone(),
+                        regarding: Regarding::Service((*key).clone()),
                         reason: EventReason::AddressConflict,
                         warning: true,
                         note: condition.message.clone(),
@@ -180,7 +190,7 @@ impl Announcer {
                 };
                 if self.announcing.insert((*key).clone()) {
                     plan.events.push(Event {
-                        service: (*key).clone(),
+                        regarding: Regarding::Service((*key).clone()),
                         reason: EventReason::Announcing,
                         warning: false,
                         note: condition.message.clone(),
@@ -192,8 +202,27 @@ impl Announcer {
         self.announcing
             .retain(|key| mine.iter().any(|(k, _)| *k == key));
 
-        // Services nobody may announce: the first speaker alive (by name) says why.
+        // Services nobody may announce, and invalid advertisements: the first speaker alive
+        // (by name) says why, once per change.
         if pass.alive.iter().next() == Some(&self.me) {
+            let invalid = pass.world.invalid_advertisements();
+            for (name, (uid, problem)) in invalid {
+                if self.reported_invalid.get(name) != Some(problem) {
+                    plan.events.push(Event {
+                        regarding: Regarding::Advertisement {
+                            name: name.clone(),
+                            uid: uid.clone(),
+                        },
+                        reason: EventReason::InvalidSpec,
+                        warning: true,
+                        note: problem.clone(),
+                    });
+                }
+            }
+            self.reported_invalid = invalid
+                .iter()
+                .map(|(name, (_, problem))| (name.clone(), problem.clone()))
+                .collect();
             for (key, outcome) in &outcomes {
                 if let Outcome::NotAnnounced(reason) = outcome {
                     plan.conditions.push((
@@ -419,6 +448,32 @@ mod tests {
         fixture.interfaces = eth0(false);
         let plan = fixture.plan(&mut Announcer::new(ME));
         assert_eq!(plan.answer, Err(Silence::LinkDown));
+    }
+
+    #[test]
+    fn an_invalid_advertisement_keeps_announcing_and_is_reported_once() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        let bad: L2Advertisement = serde_json::from_value(json!({"metadata": {"name": "all", "uid": "a"},
+            "spec": {"nodeSelectors": [{"matchExpressions": [{"key": "zone", "operator": "Inn"}]}]}}))
+        .unwrap();
+        fixture.world.apply_advertisement(&bad).unwrap_err();
+        let mut announcer = Announcer::new(ME);
+        let plan = fixture.plan(&mut announcer);
+        // Still answered, as the last valid spec said.
+        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.200"), true)]));
+        let reported: Vec<&Event> = plan
+            .events
+            .iter()
+            .filter(|e| e.reason == EventReason::InvalidSpec)
+            .collect();
+        assert_eq!(reported.len(), 1);
+        assert!(
+            reported[0].note.contains("spec.nodeSelectors[0]")
+                && reported[0].note.contains("keeps announcing"),
+            "{}",
+            reported[0].note
+        );
+        assert!(fixture.plan(&mut announcer).events.is_empty());
     }
 
     #[test]

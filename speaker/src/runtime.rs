@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::announce::{Announced, Announcer, Conflict, Pass};
+use crate::announce::{self, Announced, Announcer, Conflict, Pass, Regarding};
 use crate::heartbeat;
 use crate::link::interfaces::{self, Interface};
 use crate::link::priority;
@@ -490,7 +490,7 @@ impl Speaker {
                 "advertisements",
                 |w, a| {
                     if let Err(problem) = w.apply_advertisement(a) {
-                        warn!(%problem, "L2Advertisement ignored");
+                        warn!(%problem, "L2Advertisement is invalid");
                     }
                 },
                 |w, a| w.delete_advertisement(&a.name_any()),
@@ -639,7 +639,7 @@ impl Speaker {
             self.write(&key, condition);
         }
         for event in plan.events {
-            self.publish(&event.service, event.warning, event.reason, &event.note);
+            self.publish(event);
         }
         let wanted = match plan.answer {
             Ok(wanted) => wanted,
@@ -658,20 +658,33 @@ impl Speaker {
         Some(wanted)
     }
 
-    fn publish(&mut self, key: &ServiceKey, warning: bool, reason: EventReason, note: &str) {
-        let Some(facts) = self.world.service(key) else {
-            return;
+    fn publish(&mut self, event: announce::Event) {
+        let regarding = match event.regarding {
+            Regarding::Service(key) => {
+                let Some(facts) = self.world.service(&key) else {
+                    return;
+                };
+                ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Service".into()),
+                    namespace: Some(key.namespace.clone()),
+                    name: Some(key.name.clone()),
+                    uid: Some(facts.uid.clone()),
+                    ..ObjectReference::default()
+                }
+            }
+            Regarding::Advertisement { name, uid } => ObjectReference {
+                api_version: Some("herald.dev/v1alpha1".into()),
+                kind: Some("L2Advertisement".into()),
+                name: Some(name),
+                uid: Some(uid),
+                ..ObjectReference::default()
+            },
         };
-        let regarding = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Service".into()),
-            namespace: Some(key.namespace.clone()),
-            name: Some(key.name.clone()),
-            uid: Some(facts.uid.clone()),
-            ..ObjectReference::default()
-        };
-        self.publisher
-            .submit(kube_event(warning, reason, note), regarding);
+        self.publisher.submit(
+            kube_event(event.warning, event.reason, &event.note),
+            regarding,
+        );
     }
 
     /// Writes the Service's Announced condition when it differs from what it shows and from

@@ -44,6 +44,7 @@ pub struct World {
     pools: BTreeMap<String, election::Pool>,
     pool_uids: BTreeMap<String, String>,
     advertisements: BTreeMap<String, Advertisement>,
+    invalid_advertisements: BTreeMap<String, (String, String)>,
     services: BTreeMap<ServiceKey, ServiceFacts>,
     /// Per Service, per EndpointSlice name.
     endpoints: BTreeMap<ServiceKey, Vec<(String, Endpoints)>>,
@@ -162,7 +163,9 @@ impl World {
         self.pool_uids.remove(name);
     }
 
-    /// Reads an L2Advertisement; one with a malformed selector is left out, with the reason.
+    /// Reads an L2Advertisement. Bad input loses nothing: one that is invalid (a selector
+    /// stored before the CRD refused it) keeps announcing as its last valid spec said, and the
+    /// error says so; with no valid spec seen, it announces nothing.
     pub fn apply_advertisement(&mut self, advertisement: &L2Advertisement) -> Result<(), String> {
         let name = advertisement.name_any();
         let spec = &advertisement.spec;
@@ -189,11 +192,20 @@ impl World {
         });
         match read {
             Ok(advertisement) => {
-                self.advertisements.insert(name, advertisement);
+                self.advertisements.insert(name.clone(), advertisement);
+                self.invalid_advertisements.remove(&name);
                 Ok(())
             }
             Err(problem) => {
-                self.advertisements.remove(&name);
+                let effect = if self.advertisements.contains_key(&name) {
+                    "it keeps announcing as its last valid spec said until it is fixed"
+                } else {
+                    "it announces nothing until it is fixed"
+                };
+                let problem = format!("{problem}; {effect}");
+                let uid = advertisement.metadata.uid.clone().unwrap_or_default();
+                self.invalid_advertisements
+                    .insert(name.clone(), (uid, problem.clone()));
                 Err(format!("L2Advertisement {name:?}: {problem}"))
             }
         }
@@ -201,6 +213,12 @@ impl World {
 
     pub fn delete_advertisement(&mut self, name: &str) {
         self.advertisements.remove(name);
+        self.invalid_advertisements.remove(name);
+    }
+
+    /// L2Advertisements whose spec is invalid: name → (uid, what is wrong and its effect).
+    pub fn invalid_advertisements(&self) -> &BTreeMap<String, (String, String)> {
+        &self.invalid_advertisements
     }
 
     /// Keeps a Service while it shows addresses that Herald allocated.
@@ -476,18 +494,39 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_selector_leaves_the_advertisement_out_and_says_why() {
+    fn a_malformed_selector_keeps_what_the_advertisement_announced_and_says_why() {
         let mut world = world();
         let bad: L2Advertisement = from(
             json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
             "metadata": {"name": "lan"}, "spec": {"nodeSelectors": [{"matchExpressions": [
                 {"key": "zone", "operator": "Near"}]}]}}),
         );
+        let before = world.inputs(&alive()).advertisements;
         let problem = world.apply_advertisement(&bad).unwrap_err();
         assert!(
-            problem.contains("spec.nodeSelectors[0]") && problem.contains("\"Near\""),
+            problem.contains("spec.nodeSelectors[0]")
+                && problem.contains("\"Near\"")
+                && problem
+                    .ends_with("it keeps announcing as its last valid spec said until it is fixed"),
             "{problem}"
         );
-        assert!(world.inputs(&alive()).advertisements.is_empty());
+        assert_eq!(world.inputs(&alive()).advertisements, before);
+        assert_eq!(world.invalid_advertisements().len(), 1);
+        // Fixed: valid again.
+        world
+            .apply_advertisement(&from(
+                json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+                "metadata": {"name": "lan"}, "spec": {}}),
+            ))
+            .unwrap();
+        assert!(world.invalid_advertisements().is_empty());
+        // One never valid announces nothing.
+        let mut fresh = World::default();
+        let problem = fresh.apply_advertisement(&bad).unwrap_err();
+        assert!(
+            problem.ends_with("it announces nothing until it is fixed"),
+            "{problem}"
+        );
+        assert!(fresh.inputs(&alive()).advertisements.is_empty());
     }
 }
