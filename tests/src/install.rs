@@ -18,12 +18,14 @@ pub const CONTROLLER: &str = "herald-controller";
 /// The speaker's ServiceAccount (and its roles' and bindings' names).
 pub const SPEAKER: &str = "herald-speaker";
 
-const RBAC_KINDS: [&str; 5] = [
+const RBAC_KINDS: [&str; 7] = [
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
     "Role",
     "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 ];
 
 /// Every object of `deploy/herald.yaml` (the chart rendered with its default values).
@@ -62,17 +64,26 @@ pub fn rbac_objects(namespace: &str) -> Vec<Value> {
         .filter(|o| RBAC_KINDS.contains(&o["kind"].as_str().unwrap_or_default()))
         .collect();
     for object in &mut objects {
-        let cluster_scoped = object["kind"]
-            .as_str()
-            .is_some_and(|k| k.starts_with("Cluster"));
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let cluster_scoped = kind.starts_with("Cluster") || kind.starts_with("ValidatingAdmission");
         if cluster_scoped && namespace != NAMESPACE {
             let name = format!(
                 "{}-{namespace}",
                 object["metadata"]["name"].as_str().unwrap_or_default()
             );
             object["metadata"]["name"] = json!(name);
-            if object["kind"] == "ClusterRoleBinding" {
-                object["roleRef"]["name"] = json!(name);
+            match kind.as_str() {
+                "ClusterRoleBinding" => object["roleRef"]["name"] = json!(name),
+                "ValidatingAdmissionPolicyBinding" => object["spec"]["policyName"] = json!(name),
+                // Its ServiceAccount is the one of `namespace`.
+                "ValidatingAdmissionPolicy" => {
+                    let moved = object["spec"].to_string().replace(
+                        &format!("system:serviceaccount:{NAMESPACE}:"),
+                        &format!("system:serviceaccount:{namespace}:"),
+                    );
+                    object["spec"] = serde_json::from_str(&moved).expect("still JSON");
+                }
+                _ => {}
             }
         }
         if !cluster_scoped {

@@ -16,7 +16,7 @@ use herald_tests::{TestCluster, eventually, free_port, test_cluster};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -399,6 +399,40 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
         !speaker.log_tail(200).contains("forbidden"),
         "the speaker met a forbidden request:\n{}",
         speaker.log_tail(200)
+    );
+    // RBAC lets the speakers write Leases of any name in the namespace; the admission policy
+    // keeps them off the controller's leader Lease (a dry run: it must not really change it).
+    let kubeconfig = install::service_account_kubeconfig(cluster.server(), NAMESPACE, SPEAKER);
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let as_speaker: Api<Lease> =
+        Api::namespaced(kube::Client::try_from(config).unwrap(), NAMESPACE);
+    let take_over = json!({"spec": {"holderIdentity": "a-speaker"}});
+    let refusal = eventually(
+        WAIT,
+        "the policy to keep the speaker off the leader Lease",
+        || async {
+            let dry_run = PatchParams {
+                dry_run: true,
+                ..PatchParams::default()
+            };
+            match as_speaker
+                .patch(CONTROLLER, &dry_run, &Patch::Merge(&take_over))
+                .await
+            {
+                Err(kube::Error::Api(status)) => Some(status.message),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert!(
+        refusal.contains("herald-speaker may only write its heartbeat Leases"),
+        "{refusal}"
     );
     // A graceful stop deletes the heartbeat Lease.
     assert!(speaker.terminate().success(), "{}", speaker.log_tail(40));
