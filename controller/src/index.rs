@@ -9,8 +9,12 @@ use std::net::IpAddr;
 use herald_core::allocation::{Allocator, Assignment, Pool, ServiceKey};
 use herald_core::selector::Labels;
 use herald_crds::{IPAddressPool, reasons};
+use herald_runtime::watches::{Index as WatchIndex, ObjectKey};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
 
 use crate::service::{self, RequestError};
 use crate::{pool, status};
@@ -117,11 +121,11 @@ impl Index {
 
     /// After a relist: Services the list no longer holds were deleted while the watch was
     /// away.
-    pub fn retain_services(&mut self, present: &BTreeSet<ServiceKey>) -> Vec<ServiceKey> {
+    pub fn retain_services(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<ServiceKey> {
         let gone: Vec<ServiceKey> = self
             .services
             .keys()
-            .filter(|k| !present.contains(*k))
+            .filter(|k| !present.contains(&object_key(k)))
             .cloned()
             .collect();
         gone.iter().flat_map(|k| self.delete_service(k)).collect()
@@ -163,11 +167,16 @@ impl Index {
     }
 
     /// After a relist: pools the list no longer holds were deleted while the watch was away.
-    pub fn retain_pools(&mut self, present: &BTreeSet<String>) -> Vec<ServiceKey> {
+    pub fn retain_pools(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<ServiceKey> {
         let gone: Vec<String> = self
             .pools
             .keys()
-            .filter(|name| !present.contains(*name))
+            .filter(|name| {
+                !present.contains(&ObjectKey {
+                    namespace: String::new(),
+                    name: (*name).clone(),
+                })
+            })
             .cloned()
             .collect();
         gone.iter()
@@ -372,6 +381,65 @@ impl Index {
 
     pub fn assignment(&self, key: &ServiceKey) -> Option<&Assignment> {
         self.allocator.assignment(key)
+    }
+}
+
+fn object_key(key: &ServiceKey) -> ObjectKey {
+    ObjectKey {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+    }
+}
+
+// The watches feed the index through these; each change returns the Services to decide again.
+
+impl WatchIndex<KubeService> for Index {
+    type Touched = ServiceKey;
+
+    fn apply(&mut self, object: &KubeService) -> Vec<ServiceKey> {
+        self.apply_service(object)
+    }
+
+    fn delete(&mut self, object: &KubeService) -> Vec<ServiceKey> {
+        self.delete_service(&service::key(object))
+    }
+
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<ServiceKey> {
+        self.retain_services(present)
+    }
+}
+
+impl WatchIndex<IPAddressPool> for Index {
+    type Touched = ServiceKey;
+
+    fn apply(&mut self, object: &IPAddressPool) -> Vec<ServiceKey> {
+        self.apply_pool(object)
+    }
+
+    fn delete(&mut self, object: &IPAddressPool) -> Vec<ServiceKey> {
+        self.delete_pool(&object.name_any())
+    }
+
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<ServiceKey> {
+        self.retain_pools(present)
+    }
+}
+
+impl WatchIndex<PartialObjectMeta<Namespace>> for Index {
+    type Touched = ServiceKey;
+
+    fn apply(&mut self, object: &PartialObjectMeta<Namespace>) -> Vec<ServiceKey> {
+        let labels = object.labels().clone().into_iter().collect();
+        self.apply_namespace(&object.name_any(), labels)
+    }
+
+    /// A deleted namespace's Services are deleted with it, each by its own event.
+    fn delete(&mut self, _: &PartialObjectMeta<Namespace>) -> Vec<ServiceKey> {
+        Vec::new()
+    }
+
+    fn retain(&mut self, _: &BTreeSet<ObjectKey>) -> Vec<ServiceKey> {
+        Vec::new()
     }
 }
 

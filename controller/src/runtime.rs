@@ -16,15 +16,16 @@ use herald_core::allocation::ServiceKey;
 use herald_crds::{EventReason, IPAddressPool};
 use herald_runtime::events::Publisher;
 use herald_runtime::forbidden;
+use herald_runtime::watches::Watch;
 use herald_runtime::writer::{StatusWrite, Writer};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher::watcher as watch_all};
-use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -180,7 +181,7 @@ pub async fn run(
     let mut publisher = Publisher::new(client.clone(), FIELD_MANAGER, &settings.instance);
     let mut writer = Writer::new(client.clone(), "controller", settings.write_concurrency);
     let mut index = Index::new(settings.load_balancer_class.clone());
-    let mut relist = Relist::default();
+    let mut watches = Watches::default();
     let mut queue: BTreeSet<ServiceKey> = BTreeSet::new();
     let mut pool_status_written: BTreeMap<String, PoolStatus> = BTreeMap::new();
     let mut pool_tick = tokio::time::interval(settings.pool_status_interval);
@@ -191,8 +192,8 @@ pub async fn run(
         tokio::select! {
             change = changes.next() => {
                 let Some(change) = change else { return Err(Error::WatchEnded("API")) };
-                queue.extend(relist.apply(&mut index, change, &metrics));
-                if !started && relist.synced() {
+                queue.extend(watches.apply(&mut index, change, &metrics));
+                if !started && watches.synced() {
                     // Read back every existing assignment before allocating anything new.
                     index.claim_statuses();
                     queue.extend(index.ours());
@@ -228,20 +229,20 @@ pub async fn run(
     }
 }
 
-/// Tracks each watch's (re)list, so that objects deleted while a watch was away are
-/// forgotten and nothing is decided before all three are in.
+/// The controller's three watches, so that nothing is decided before all three have listed.
 #[derive(Default)]
-struct Relist {
-    services: Option<BTreeSet<ServiceKey>>,
-    pools: Option<BTreeSet<String>>,
-    synced: [bool; 3],
+struct Watches {
+    services: Watch,
+    pools: Watch,
+    namespaces: Watch,
 }
 
-impl Relist {
+impl Watches {
     fn synced(&self) -> bool {
-        self.synced.iter().all(|s| *s)
+        self.services.synced() && self.pools.synced() && self.namespaces.synced()
     }
 
+    /// Applies a change; returns the Services to decide again.
     fn apply(&mut self, index: &mut Index, change: Change, metrics: &Metrics) -> Vec<ServiceKey> {
         let error = |resource: &str, e: &watcher::Error| {
             warn!(resource, error = %e, "watch error; retrying with backoff");
@@ -251,75 +252,17 @@ impl Relist {
                     resource: resource.into(),
                 })
                 .inc();
+            Vec::new()
         };
         match change {
             Change::Service(change) => match *change {
-                Err(e) => {
-                    error("services", &e);
-                    Vec::new()
-                }
-                Ok(event) => self.apply_service(index, event),
+                Ok(event) => self.services.handle(index, event),
+                Err(e) => error("services", &e),
             },
-            Change::Pool(Err(e)) => {
-                error("ipaddresspools", &e);
-                Vec::new()
-            }
-            Change::Pool(Ok(event)) => match event {
-                Event::Init => {
-                    self.pools = Some(BTreeSet::new());
-                    Vec::new()
-                }
-                Event::InitApply(p) => {
-                    if let Some(seen) = &mut self.pools {
-                        seen.insert(p.name_any());
-                    }
-                    index.apply_pool(&p)
-                }
-                Event::InitDone => {
-                    self.synced[1] = true;
-                    let seen = self.pools.take().unwrap_or_default();
-                    index.retain_pools(&seen)
-                }
-                Event::Apply(p) => index.apply_pool(&p),
-                Event::Delete(p) => index.delete_pool(&p.name_any()),
-            },
-            Change::Namespace(Err(e)) => {
-                error("namespaces", &e);
-                Vec::new()
-            }
-            Change::Namespace(Ok(event)) => match event {
-                Event::InitDone => {
-                    self.synced[2] = true;
-                    Vec::new()
-                }
-                Event::InitApply(ns) | Event::Apply(ns) => {
-                    let labels = ns.labels().clone().into_iter().collect();
-                    index.apply_namespace(&ns.name_any(), labels)
-                }
-                Event::Init | Event::Delete(_) => Vec::new(),
-            },
-        }
-    }
-
-    fn apply_service(&mut self, index: &mut Index, event: Event<Service>) -> Vec<ServiceKey> {
-        match event {
-            Event::Init => {
-                self.services = Some(BTreeSet::new());
-                Vec::new()
-            }
-            Event::InitApply(s) => {
-                if let Some(seen) = &mut self.services {
-                    seen.insert(crate::service::key(&s));
-                }
-                index.apply_service(&s)
-            }
-            Event::InitDone => {
-                self.synced[0] = true;
-                let seen = self.services.take().unwrap_or_default();
-                index.retain_services(&seen)
-            }
-            Event::Apply(s) => index.apply_service(&s),
-            Event::Delete(s) => index.delete_service(&crate::service::key(&s)),
+            Change::Pool(Ok(event)) => self.pools.handle(index, event),
+            Change::Pool(Err(e)) => error("ipaddresspools", &e),
+            Change::Namespace(Ok(event)) => self.namespaces.handle(index, event),
+            Change::Namespace(Err(e)) => error("namespaces", &e),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod events;
 pub mod flags;
+pub mod watches;
 pub mod writer;
 
 use std::path::Path;

@@ -2,9 +2,11 @@
 //! alive, consulted only when gossip loses sight of most peers (see `herald_core::fencing`).
 //! One write per node per interval, never per Service.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::time::Duration;
 
+use herald_runtime::watches::{Index, ObjectKey};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
@@ -68,6 +70,37 @@ pub async fn remove(client: &Client, namespace: &str, node: &str) -> Result<(), 
         .map(drop)
 }
 
+/// The heartbeat Leases the watch shows, by name.
+#[derive(Debug, Default)]
+pub struct Leases(BTreeMap<String, Lease>);
+
+impl Leases {
+    pub fn all(&self) -> impl Iterator<Item = &Lease> {
+        self.0.values()
+    }
+}
+
+impl Index<Lease> for Leases {
+    type Touched = Infallible;
+
+    fn apply(&mut self, lease: &Lease) -> Vec<Infallible> {
+        self.0.insert(lease.name_any(), lease.clone());
+        Vec::new()
+    }
+
+    fn delete(&mut self, lease: &Lease) -> Vec<Infallible> {
+        self.0.remove(&lease.name_any());
+        Vec::new()
+    }
+
+    /// A relist replaces the set: Leases deleted while the watch was away go.
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<Infallible> {
+        self.0
+            .retain(|_, lease| present.contains(&ObjectKey::of(lease)));
+        Vec::new()
+    }
+}
+
 /// The node a heartbeat Lease belongs to, and whether it is fresh at `now`.
 pub fn read(lease: &Lease, now: Timestamp) -> Option<(String, bool)> {
     let spec = lease.spec.as_ref()?;
@@ -115,6 +148,29 @@ mod tests {
             "spec": {"holderIdentity": node, "leaseDurationSeconds": 3, "renewTime": MicroTime(renewed)},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_relist_forgets_leases_deleted_while_the_watch_was_away() {
+        use herald_runtime::watches::Watch;
+        use kube::runtime::watcher::Event;
+        let now = Timestamp::now();
+        let mut watch = Watch::default();
+        let mut leases = Leases::default();
+        for event in [
+            Event::Init,
+            Event::InitApply(lease("a", now)),
+            Event::InitApply(lease("gone", now)),
+            Event::InitDone,
+            // The API server restarts; "gone" was deleted meanwhile.
+            Event::Init,
+            Event::InitApply(lease("a", now)),
+            Event::InitDone,
+        ] {
+            watch.handle(&mut leases, event);
+        }
+        let (known, _) = view(leases.all(), |_| true, now);
+        assert_eq!(known, BTreeSet::from(["a".to_string()]));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use herald_core::allocation::ServiceKey;
 use herald_core::fencing::ApiView;
 use herald_crds::{IPAddressPool, L2Advertisement};
 use herald_runtime::events::Publisher;
+use herald_runtime::watches::Watch;
 use herald_runtime::writer::{StatusWrite, Writer};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
@@ -282,8 +283,8 @@ pub async fn run(
         settings: settings.clone(),
         metrics: metrics.clone(),
         world,
-        leases: BTreeMap::new(),
-        relisted_leases: None,
+        heartbeats: heartbeat::Leases::default(),
+        watches: Watches::default(),
         api_reachable: true,
         conflicts: BTreeMap::new(),
         written: BTreeMap::new(),
@@ -291,7 +292,6 @@ pub async fn run(
         answering: BTreeSet::new(),
         writer: Writer::new(client.clone(), "speaker", WRITES_IN_FLIGHT),
         publisher: Publisher::new(client.clone(), field_managers::SPEAKER, &me),
-        synced: BTreeSet::new(),
     };
 
     // The heartbeat runs on its own so that an API server that stops answering cannot stall
@@ -359,7 +359,7 @@ pub async fn run(
             Some(()) = speaker.publisher.next() => {}
             () = &mut shutdown => break,
         }
-        if speaker.synced.len() == 6 {
+        if speaker.watches.synced() {
             let alive_now = alive.borrow().clone();
             let wanted = speaker.converge(&alive_now);
             // Not ready while fenced, so that the Pod shows it.
@@ -393,6 +393,32 @@ fn kube_event(warning: bool, reason: EventReason, note: &str) -> KubeEvent {
         note: Some(note.into()),
         action: "Announce".into(),
         secondary: None,
+    }
+}
+
+/// The speaker's watches: it elects only once every one has listed.
+#[derive(Default)]
+struct Watches {
+    nodes: Watch,
+    pools: Watch,
+    advertisements: Watch,
+    services: Watch,
+    slices: Watch,
+    leases: Watch,
+}
+
+impl Watches {
+    fn synced(&self) -> bool {
+        [
+            &self.nodes,
+            &self.pools,
+            &self.advertisements,
+            &self.services,
+            &self.slices,
+            &self.leases,
+        ]
+        .iter()
+        .all(|w| w.synced())
     }
 }
 
@@ -445,9 +471,8 @@ struct Speaker {
     settings: Settings,
     metrics: Metrics,
     world: World,
-    leases: BTreeMap<String, Lease>,
-    /// The Leases of a relist in progress.
-    relisted_leases: Option<BTreeMap<String, Lease>>,
+    heartbeats: heartbeat::Leases,
+    watches: Watches,
     api_reachable: bool,
     /// Addresses another host answered for, and when.
     conflicts: BTreeMap<IpAddr, (Conflict, tokio::time::Instant)>,
@@ -458,12 +483,12 @@ struct Speaker {
     answering: BTreeSet<IpAddr>,
     writer: Writer<ConditionWrite>,
     publisher: Publisher,
-    /// Watches that have listed once.
-    synced: BTreeSet<&'static str>,
 }
 
 impl Speaker {
     fn apply(&mut self, change: Change) {
+        let world = &mut self.world;
+        let watches = &mut self.watches;
         match change {
             Change::WatchError(what, e) => match watch_forbidden(&e) {
                 Some(message) => error!(
@@ -473,28 +498,9 @@ impl Speaker {
                 ),
                 None => warn!(resource = what, error = %e, "watch error; retrying with backoff"),
             },
-            Change::Node(event) => self.watch_event(
-                *event,
-                "nodes",
-                |w, n| w.apply_node(n),
-                |w, n| w.delete_node(&n.name_any()),
-            ),
-            Change::Pool(event) => self.watch_event(
-                event,
-                "pools",
-                |w, p| w.apply_pool(p),
-                |w, p| w.delete_pool(&p.name_any()),
-            ),
-            Change::Advertisement(event) => self.watch_event(
-                event,
-                "advertisements",
-                |w, a| {
-                    if let Err(problem) = w.apply_advertisement(a) {
-                        warn!(%problem, "L2Advertisement is invalid");
-                    }
-                },
-                |w, a| w.delete_advertisement(&a.name_any()),
-            ),
+            Change::Node(event) => drop(watches.nodes.handle(world, *event)),
+            Change::Pool(event) => drop(watches.pools.handle(world, event)),
+            Change::Advertisement(event) => drop(watches.advertisements.handle(world, event)),
             Change::Service(event) => {
                 // What the watch shows now is what to compare with: our write arrived, or
                 // another speaker's replaced it.
@@ -502,67 +508,10 @@ impl Speaker {
                     let key = ServiceKey::new(s.namespace().unwrap_or_default(), s.name_any());
                     self.written.remove(&key);
                 }
-                self.watch_event(
-                    *event,
-                    "services",
-                    |w, s| w.apply_service(s),
-                    |w, s| {
-                        w.delete_service(&ServiceKey::new(
-                            s.namespace().unwrap_or_default(),
-                            s.name_any(),
-                        ))
-                    },
-                )
+                drop(watches.services.handle(world, *event));
             }
-            Change::Slice(event) => self.watch_event(
-                event,
-                "slices",
-                |w, s| w.apply_slice(s),
-                |w, s| w.delete_slice(s),
-            ),
-            Change::Lease(event) => match event {
-                // A relist replaces the set: Leases deleted while the watch was away go.
-                Event::Init => self.relisted_leases = Some(BTreeMap::new()),
-                Event::InitApply(lease) => {
-                    if let Some(relisted) = &mut self.relisted_leases {
-                        relisted.insert(lease.name_any(), lease);
-                    }
-                }
-                Event::InitDone => {
-                    self.leases = self.relisted_leases.take().unwrap_or_default();
-                    self.synced.insert("leases");
-                }
-                Event::Apply(lease) => {
-                    self.leases.insert(lease.name_any(), lease);
-                }
-                Event::Delete(lease) => {
-                    self.leases.remove(&lease.name_any());
-                }
-            },
-        }
-    }
-
-    /// Applies one watch event. A relist replays every object: the world keeps what it had
-    /// and the replay brings it up to date (objects deleted meanwhile are dropped at InitDone).
-    fn watch_event<K: kube::Resource + Clone>(
-        &mut self,
-        event: Event<K>,
-        what: &'static str,
-        apply: impl Fn(&mut World, &K),
-        delete: impl Fn(&mut World, &K),
-    ) {
-        match event {
-            Event::Init => self.world.begin_relist(what),
-            Event::InitApply(object) => {
-                self.world.seen(what, &object);
-                apply(&mut self.world, &object);
-            }
-            Event::InitDone => {
-                self.world.end_relist(what);
-                self.synced.insert(what);
-            }
-            Event::Apply(object) => apply(&mut self.world, &object),
-            Event::Delete(object) => delete(&mut self.world, &object),
+            Change::Slice(event) => drop(watches.slices.handle(world, event)),
+            Change::Lease(event) => drop(watches.leases.handle(&mut self.heartbeats, event)),
         }
     }
 
@@ -609,7 +558,7 @@ impl Speaker {
         let retry = self.settings.conflict_retry;
         self.conflicts.retain(|_, (_, seen)| seen.elapsed() < retry);
         let (peers, fresh) = heartbeat::view(
-            self.leases.values(),
+            self.heartbeats.all(),
             |n| self.world.is_node(n),
             Timestamp::now(),
         );

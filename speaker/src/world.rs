@@ -9,10 +9,12 @@ use herald_core::addresses::PoolAddresses;
 use herald_core::allocation::ServiceKey;
 use herald_core::election::{self, Advertisement, Inputs};
 use herald_crds::{IPAddressPool, L2Advertisement, label_selector};
+use herald_runtime::watches::{Index, ObjectKey};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
+use std::convert::Infallible;
 
 use herald_crds::conditions::{ALLOCATED, ANNOUNCED};
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -48,54 +50,9 @@ pub struct World {
     services: BTreeMap<ServiceKey, ServiceFacts>,
     /// Per Service, per EndpointSlice name.
     endpoints: BTreeMap<ServiceKey, Vec<(String, Endpoints)>>,
-    /// Per kind being relisted, the objects (`namespace/name`) seen so far.
-    relisting: BTreeMap<&'static str, BTreeSet<String>>,
 }
 
 impl World {
-    /// A watch relists `kind` ("nodes", "pools", "advertisements", "services", "slices"):
-    /// objects it does not show again were deleted while it was away.
-    pub fn begin_relist(&mut self, kind: &'static str) {
-        self.relisting.insert(kind, BTreeSet::new());
-    }
-
-    pub fn seen<K: kube::Resource>(&mut self, kind: &'static str, object: &K) {
-        if let Some(seen) = self.relisting.get_mut(kind) {
-            seen.insert(object_key(
-                object.meta().namespace.as_deref(),
-                &object.meta().name.clone().unwrap_or_default(),
-            ));
-        }
-    }
-
-    pub fn end_relist(&mut self, kind: &'static str) {
-        let Some(seen) = self.relisting.remove(kind) else {
-            return;
-        };
-        let kept = |namespace: &str, name: &str| seen.contains(&object_key(Some(namespace), name));
-        match kind {
-            "nodes" => {
-                self.nodes.retain(|name, _| kept("", name));
-                self.node_addresses.retain(|name, _| kept("", name));
-            }
-            "pools" => {
-                self.pools.retain(|name, _| kept("", name));
-                self.pool_uids.retain(|name, _| kept("", name));
-            }
-            "advertisements" => self.advertisements.retain(|name, _| kept("", name)),
-            "services" => self
-                .services
-                .retain(|key, _| kept(&key.namespace, &key.name)),
-            "slices" => {
-                for (key, slices) in self.endpoints.iter_mut() {
-                    slices.retain(|(name, _)| kept(&key.namespace, name));
-                }
-                self.endpoints.retain(|_, slices| !slices.is_empty());
-            }
-            _ => {}
-        }
-    }
-
     /// Where `node`'s speaker gossips (its first InternalIP, IPv4 first).
     pub fn address(&self, node: &str) -> Option<IpAddr> {
         self.node_addresses.get(node).copied()
@@ -374,10 +331,6 @@ impl World {
     }
 }
 
-fn object_key(namespace: Option<&str>, name: &str) -> String {
-    format!("{}/{name}", namespace.unwrap_or_default())
-}
-
 fn key(service: &Service) -> ServiceKey {
     ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
 }
@@ -388,6 +341,130 @@ fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
         slice.namespace().unwrap_or_default(),
         service.clone(),
     ))
+}
+
+// The watches feed the world through these. The speaker reads the world whole on every pass,
+// so a change touches nothing in particular.
+
+impl Index<Node> for World {
+    type Touched = Infallible;
+
+    fn apply(&mut self, node: &Node) -> Vec<Infallible> {
+        self.apply_node(node);
+        Vec::new()
+    }
+
+    fn delete(&mut self, node: &Node) -> Vec<Infallible> {
+        self.delete_node(&node.name_any());
+        Vec::new()
+    }
+
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<Infallible> {
+        self.nodes
+            .retain(|name, _| present.contains(&cluster_key(name)));
+        self.node_addresses
+            .retain(|name, _| present.contains(&cluster_key(name)));
+        Vec::new()
+    }
+}
+
+impl Index<IPAddressPool> for World {
+    type Touched = Infallible;
+
+    fn apply(&mut self, pool: &IPAddressPool) -> Vec<Infallible> {
+        self.apply_pool(pool);
+        Vec::new()
+    }
+
+    fn delete(&mut self, pool: &IPAddressPool) -> Vec<Infallible> {
+        self.delete_pool(&pool.name_any());
+        Vec::new()
+    }
+
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<Infallible> {
+        self.pools
+            .retain(|name, _| present.contains(&cluster_key(name)));
+        self.pool_uids
+            .retain(|name, _| present.contains(&cluster_key(name)));
+        Vec::new()
+    }
+}
+
+impl Index<L2Advertisement> for World {
+    type Touched = Infallible;
+
+    fn apply(&mut self, advertisement: &L2Advertisement) -> Vec<Infallible> {
+        if let Err(problem) = self.apply_advertisement(advertisement) {
+            tracing::warn!(%problem, "L2Advertisement is invalid");
+        }
+        Vec::new()
+    }
+
+    fn delete(&mut self, advertisement: &L2Advertisement) -> Vec<Infallible> {
+        self.delete_advertisement(&advertisement.name_any());
+        Vec::new()
+    }
+
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<Infallible> {
+        self.advertisements
+            .retain(|name, _| present.contains(&cluster_key(name)));
+        self.invalid_advertisements
+            .retain(|name, _| present.contains(&cluster_key(name)));
+        Vec::new()
+    }
+}
+
+impl Index<Service> for World {
+    type Touched = Infallible;
+
+    fn apply(&mut self, service: &Service) -> Vec<Infallible> {
+        self.apply_service(service);
+        Vec::new()
+    }
+
+    fn delete(&mut self, service: &Service) -> Vec<Infallible> {
+        self.delete_service(&key(service));
+        Vec::new()
+    }
+
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<Infallible> {
+        self.services
+            .retain(|key, _| present.contains(&namespaced_key(&key.namespace, &key.name)));
+        Vec::new()
+    }
+}
+
+impl Index<EndpointSlice> for World {
+    type Touched = Infallible;
+
+    fn apply(&mut self, slice: &EndpointSlice) -> Vec<Infallible> {
+        self.apply_slice(slice);
+        Vec::new()
+    }
+
+    fn delete(&mut self, slice: &EndpointSlice) -> Vec<Infallible> {
+        self.delete_slice(slice);
+        Vec::new()
+    }
+
+    fn retain(&mut self, present: &BTreeSet<ObjectKey>) -> Vec<Infallible> {
+        for (key, slices) in self.endpoints.iter_mut() {
+            slices.retain(|(name, _)| present.contains(&namespaced_key(&key.namespace, name)));
+        }
+        self.endpoints.retain(|_, slices| !slices.is_empty());
+        Vec::new()
+    }
+}
+
+fn cluster_key(name: &str) -> ObjectKey {
+    namespaced_key("", name)
+}
+
+fn namespaced_key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
 }
 
 #[cfg(test)]
