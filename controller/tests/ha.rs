@@ -196,8 +196,13 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
     let bridge = ApiBridge::new(cluster.server(), &api_host);
     let ns = cluster.namespace().to_owned();
     let logs = cluster.server().data_dir().to_owned();
+    // A class of its own, so that the other test's controllers (in this process too) never
+    // write these Services, nor these controllers theirs.
+    let class = "herald.dev/ha-cut";
+    let started = std::sync::atomic::AtomicU32::new(0);
     let replica = |i: usize| {
         let identity = ["replica-a", "replica-b"][i];
+        let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut command = hosts[i].command(binary().to_str().unwrap());
         command.arg("--kubeconfig").arg(bridge.kubeconfig()).args([
             "--metrics-bind-address=127.0.0.1:9401",
@@ -208,10 +213,16 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
             "--lease-duration=4s",
             "--lease-renew-deadline=3s",
             "--lease-retry-period=500ms",
+            &format!("--load-balancer-class={class}"),
         ]);
-        Process::spawn(identity, command, logs.join(format!("{ns}-{identity}.log")))
+        Process::spawn(
+            identity,
+            command,
+            logs.join(format!("{ns}-{identity}-{n}.log")),
+        )
     };
-    pool(&cluster, "lan", json!({"addresses": ["192.0.2.0/26"]})).await;
+    pool(&cluster, "lan", json!({"addresses": ["198.51.100.0/26"]})).await;
+    let classed = json!({ "loadBalancerClass": class });
     let mut leader = replica(0);
     let leases: Api<Lease> = Api::namespaced(cluster.client(), &ns);
     let holder = || async {
@@ -230,7 +241,8 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
     let _follower = replica(1);
     let (history, _watch) = watch_services(&cluster);
     for i in 0..20 {
-        service(&cluster, &format!("before-{i}"), json!({}), json!({})).await;
+        let name = format!("before-{i}");
+        service(&cluster, &name, json!({}), classed.clone()).await;
     }
     for i in 0..20 {
         addresses(&cluster, &format!("before-{i}")).await;
@@ -247,7 +259,8 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
             .unwrap();
     }
     for i in 0..10 {
-        service(&cluster, &format!("during-{i}"), json!({}), json!({})).await;
+        let name = format!("during-{i}");
+        service(&cluster, &name, json!({}), classed.clone()).await;
     }
     // The old leader must have stopped before the other took the lease.
     let (mut stopped, mut taken) = (None, None);
@@ -271,7 +284,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
     let why = log
         .lines()
         .find(|l| l.starts_with("Error: lost the leader lease"))
-        .unwrap_or_else(|| panic!("{log}"))
+        .unwrap_or_else(|| panic!("replica-a did not say why it stopped:\n{log}"))
         .to_owned();
     assert!(why.contains("no renewal succeeded"), "{why}");
     eprintln!("after the cut: replica-a stopped at {stopped:?}, replica-b took over at {taken:?}");
