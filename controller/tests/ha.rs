@@ -284,7 +284,12 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
     let why = log
         .lines()
         .find(|l| l.starts_with("Error: lost the leader lease"))
-        .unwrap_or_else(|| panic!("replica-a did not say why it stopped:\n{log}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "replica-a ({:?}) did not say why it stopped:\n{log}",
+                leader.exit_status()
+            )
+        })
         .to_owned();
     assert!(why.contains("no renewal succeeded"), "{why}");
     eprintln!("after the cut: replica-a stopped at {stopped:?}, replica-b took over at {taken:?}");
