@@ -1,5 +1,6 @@
 //! herald-speaker: elects the node that answers for each address and answers ARP and NDP.
 
+pub mod gossip_auth;
 pub mod heartbeat;
 pub mod link;
 pub mod membership;
