@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +31,11 @@ struct Args {
     /// Where the speakers gossip (UDP); peers use this port on each Node's InternalIP.
     #[arg(long, default_value = "0.0.0.0:7946")]
     gossip_bind_address: SocketAddr,
+
+    /// Folder of the gossip keys (the Secret herald-gossip-key, mounted): a file per key; the
+    /// one named `primary` signs, every one is accepted. Read again every 2 s (key rotation).
+    #[arg(long, default_value = "/etc/herald/gossip-key")]
+    gossip_key_dir: PathBuf,
 
     /// Gossip: how often each speaker probes a peer.
     #[arg(long, default_value_t = 100)]
@@ -91,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             suspect_to_down: ms(args.suspect_to_down_ms),
             ..membership::Timings::default()
         },
+        gossip_key_dir: args.gossip_key_dir.clone(),
         responder: responder::Timings {
             burst: args.burst,
             burst_interval: ms(args.burst_interval_ms),

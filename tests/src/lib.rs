@@ -8,6 +8,7 @@
 //! they never meet.
 
 pub mod bridge;
+pub mod gossip_key;
 pub mod install;
 pub mod lab;
 pub mod lan;
