@@ -1,5 +1,6 @@
 //! herald-controller: hands out addresses from IPAddressPools to LoadBalancer Services.
 
+pub mod gossip_key;
 pub mod index;
 pub mod leader;
 pub mod metrics;

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use herald_controller::gossip_key::{self, Outcome};
 use herald_controller::{leader, metrics::Metrics, runtime};
 use herald_core::lease::Timings;
 use herald_runtime::flags::{self, AdminDefaults, CommonArgs};
@@ -49,6 +50,11 @@ struct Args {
     #[arg(long, default_value = "2s", value_parser = flags::duration)]
     lease_retry_period: Duration,
 
+    /// The Secret (in --lease-namespace) that holds the speakers' gossip key: created with a
+    /// random key if it is missing; an existing one is never read nor changed.
+    #[arg(long, default_value = "herald-gossip-key")]
+    gossip_key_secret: String,
+
     /// Status writes in flight at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     write_concurrency: u16,
@@ -78,6 +84,17 @@ async fn main() -> anyhow::Result<()> {
     let admin = args.common.serve_admin(registry, ready_rx);
 
     runtime::preflight(&client).await?;
+    // Every replica tries: creating is idempotent, and the speakers wait for the Secret.
+    match gossip_key::ensure(&client, &args.lease_namespace, &args.gossip_key_secret).await {
+        Ok(Outcome::Created) => tracing::info!(
+            namespace = args.lease_namespace,
+            secret = args.gossip_key_secret,
+            "created the speakers' gossip key Secret with a random key"
+        ),
+        Ok(Outcome::Existed) => {}
+        // Allocation does not need it: go on, and say what the speakers miss.
+        Err(error) => tracing::warn!(%error, "the speakers' gossip key"),
+    }
     let identity = args
         .identity
         .clone()

@@ -286,8 +286,9 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
         .find(|l| l.starts_with("Error: lost the leader lease"))
         .unwrap_or_else(|| {
             panic!(
-                "replica-a ({:?}) did not say why it stopped:\n{log}",
-                leader.exit_status()
+                "replica-a ({:?}) did not say why it stopped; its log ({}) holds:\n{log}",
+                leader.exit_status(),
+                leader.log_path().display()
             )
         })
         .to_owned();

@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +31,11 @@ struct Args {
     /// Where the speakers gossip (UDP); peers use this port on each Node's InternalIP.
     #[arg(long, default_value = "0.0.0.0:7946")]
     gossip_bind_address: SocketAddr,
+
+    /// Folder of the gossip keys (the Secret herald-gossip-key, mounted): a file per key; the
+    /// one named `primary` signs, every one is accepted. Read again every 2 s (key rotation).
+    #[arg(long, default_value = "/etc/herald/gossip-key")]
+    gossip_key_dir: PathBuf,
 
     /// Gossip: how often each speaker probes a peer; longer than --probe-rtt.
     #[arg(long, default_value = "100ms", value_parser = flags::duration)]
@@ -94,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             suspect_to_down: args.suspect_to_down,
             ..membership::Timings::default()
         },
+        gossip_key_dir: args.gossip_key_dir.clone(),
         responder: responder::Timings {
             burst: args.burst,
             burst_interval: args.burst_interval,

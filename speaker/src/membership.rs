@@ -3,16 +3,25 @@
 //! SWIM gossip over UDP with the `foca` crate. foca is sans-IO: this module
 //! owns the socket, the timers and the loop that feeds both to foca, and
 //! publishes the node names of the live speakers.
+//!
+//! Every datagram is sealed with the cluster's gossip key ([`gossip_auth`]); one that fails is
+//! dropped and counted before foca sees it. Members come only from the Nodes the speaker
+//! knows: a datagram from an identity that is not a known Node at its Node's address is
+//! dropped too, and only known Nodes count as alive.
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeSet, BinaryHeap, binary_heap::PeekMut},
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, binary_heap::PeekMut},
+    fmt::Display,
     net::SocketAddr,
     num::{NonZeroU8, NonZeroUsize},
+    path::PathBuf,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use foca::{
+    AccumulatingRuntime, Codec, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer,
+};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tokio::{
@@ -23,8 +32,18 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-/// Largest datagram sent or accepted: below any LAN MTU, so never fragmented.
+use crate::gossip_auth::{self, KeyError, Keys, ReplayGuard};
+use crate::metrics::{DropReason, GossipKey, Metrics};
+
+/// Largest datagram sent or accepted, sealed: below any LAN MTU, so never fragmented.
 const MAX_PACKET_SIZE: usize = 1400;
+
+/// How often the keys' folder is read again. A rotation's steps are minutes apart (kubelet
+/// takes up to about a minute to update a mounted Secret), so this is plenty.
+const KEY_RELOAD: Duration = Duration::from_secs(2);
+
+/// A foreign host could flood the log: each kind of warning is logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Where this speaker gossips and how fast.
 #[derive(Clone, Debug)]
@@ -37,6 +56,8 @@ pub struct Config {
     /// `bind` got (ephemeral ports, in tests).
     pub advertise: SocketAddr,
     pub timings: Timings,
+    /// The gossip keys' folder (see [`Keys::read_dir`]), read again every few seconds.
+    pub key_dir: PathBuf,
 }
 
 /// SWIM timings. Every live speaker probes one peer per `probe_period`, so a
@@ -122,7 +143,8 @@ impl Timings {
             )?,
             max_transmissions,
             suspect_to_down_after: self.suspect_to_down,
-            max_packet_size: NonZeroUsize::new(MAX_PACKET_SIZE).expect("not zero"),
+            max_packet_size: NonZeroUsize::new(MAX_PACKET_SIZE - gossip_auth::OVERHEAD)
+                .expect("not zero"),
             // A speaker wrongly declared down learns it from the next peer it
             // talks to, and rejoins under a renewed identity. (foca 2.0 also
             // tells a speaker that refuted its suspicion in time, which then
@@ -150,6 +172,8 @@ pub enum Error {
     },
     #[error("invalid gossip timings: {0}")]
     Timings(&'static str),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
 }
 
 /// A running member of the speakers' gossip. Dropping it stops the protocol
@@ -162,14 +186,16 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Binds the socket and starts the protocol task. `seeds` are the gossip
-    /// addresses of the speakers (ours may be among them); new ones are
-    /// announced to as they appear.
+    /// Binds the socket and starts the protocol task. `peers` are the gossip
+    /// addresses of the speakers by node name, from the Node objects (ours may
+    /// be among them): the only members accepted, announced to as they appear.
     pub async fn start(
         config: Config,
-        seeds: watch::Receiver<Vec<SocketAddr>>,
+        peers: watch::Receiver<BTreeMap<String, SocketAddr>>,
+        metrics: Metrics,
     ) -> Result<Membership, Error> {
         let foca_config = config.timings.to_foca()?;
+        let keys = Keys::read_dir(&config.key_dir)?;
         let bind_error = |source| Error::Bind {
             addr: config.bind,
             source,
@@ -193,8 +219,15 @@ impl Membership {
             socket,
             timers: BinaryHeap::new(),
             alive: alive_tx,
+            key_dir: config.key_dir,
+            keys,
+            replays: ReplayGuard::new(gossip_auth::WINDOW, gossip_auth::REMEMBERED),
+            peers: BTreeMap::new(),
+            metrics,
+            warned: HashMap::new(),
         };
-        let task = tokio::spawn(agent.run(seeds, left, config.timings.announce_period));
+        agent.show_keys();
+        let task = tokio::spawn(agent.run(peers, left, config.timings.announce_period));
         Ok(Membership {
             advertise,
             alive,
@@ -272,6 +305,30 @@ fn start_generation() -> u64 {
         .map_or(0, |since| since.as_micros() as u64)
 }
 
+/// Milliseconds since the epoch: the date on sealed datagrams.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// The node names that count as alive: ours, and the members that are a known Node at the
+/// address their Node gives. foca may hold others (a key holder told it of them); they only
+/// cost a probe now and then.
+fn alive_nodes<'a>(
+    me: &Identity,
+    members: impl Iterator<Item = &'a Identity>,
+    peers: &BTreeMap<String, SocketAddr>,
+) -> BTreeSet<String> {
+    std::iter::once(me.node.clone())
+        .chain(
+            members
+                .filter(|id| peers.get(&id.node) == Some(&id.addr))
+                .map(|id| id.node.clone()),
+        )
+        .collect()
+}
+
 /// The protocol task's state: foca and what it asked for.
 struct Agent {
     foca: Foca<Identity, PostcardCodec, StdRng, NoCustomBroadcast>,
@@ -279,19 +336,30 @@ struct Agent {
     socket: UdpSocket,
     timers: BinaryHeap<Reverse<(Instant, Timer<Identity>)>>,
     alive: watch::Sender<BTreeSet<String>>,
+    key_dir: PathBuf,
+    keys: Keys,
+    replays: ReplayGuard,
+    /// The speakers' gossip addresses by node name, from the Node objects.
+    peers: BTreeMap<String, SocketAddr>,
+    metrics: Metrics,
+    /// When each kind of warning was last logged.
+    warned: HashMap<&'static str, Instant>,
 }
 
 impl Agent {
     async fn run(
         mut self,
-        mut seeds: watch::Receiver<Vec<SocketAddr>>,
+        mut peers: watch::Receiver<BTreeMap<String, SocketAddr>>,
         mut leave: oneshot::Receiver<()>,
         announce_period: Duration,
     ) {
         let mut packet = vec![0; MAX_PACKET_SIZE];
         let mut announce = tokio::time::interval(announce_period);
         announce.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut seeds_open = true;
+        let mut reload = tokio::time::interval(KEY_RELOAD);
+        reload.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.peers = peers.borrow_and_update().clone();
+        let mut peers_open = true;
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
@@ -300,22 +368,23 @@ impl Agent {
                 // probe timers do, or we would suspect peers that answered.
                 biased;
                 received = self.socket.recv_from(&mut packet) => match received {
-                    Ok((len, from)) => {
-                        if let Err(error) = self.foca.handle_data(&packet[..len], &mut self.runtime) {
-                            debug!(%from, %error, "gossip packet rejected");
-                        }
-                    }
+                    Ok((len, from)) => self.receive(&packet[..len], from),
                     Err(error) => debug!(%error, "gossip receive failed"),
                 },
                 _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
                     self.fire_due_timers();
                 }
-                changed = seeds.changed(), if seeds_open => match changed {
-                    Ok(()) => self.announce(&seeds.borrow_and_update()),
+                changed = peers.changed(), if peers_open => match changed {
+                    Ok(()) => {
+                        self.peers = peers.borrow_and_update().clone();
+                        self.announce();
+                        self.publish_alive();
+                    }
                     // The list is final: keep announcing to it.
-                    Err(_) => seeds_open = false,
+                    Err(_) => peers_open = false,
                 },
-                _ = announce.tick() => self.announce(&seeds.borrow()),
+                _ = announce.tick() => self.announce(),
+                _ = reload.tick() => self.reload_keys(),
                 left = &mut leave => {
                     // Err: the Membership was dropped, which is a crash, not a goodbye.
                     if left.is_ok() {
@@ -345,11 +414,118 @@ impl Agent {
         }
     }
 
-    /// Announces ourselves to the seeds that are not live members yet.
-    fn announce(&mut self, seeds: &[SocketAddr]) {
+    /// Opens a datagram and hands it to foca if it is authentic, fresh, and from a known Node.
+    fn receive(&mut self, packet: &[u8], from: SocketAddr) {
+        let me = self.foca.identity().addr;
+        let payload = match self.keys.open(packet, me, now_ms(), &mut self.replays) {
+            Ok(payload) => payload,
+            Err(rejected) => return self.dropped(from, rejected.reason(), &rejected),
+        };
+        // The sender is checked here rather than after foca: foca would take it as a member
+        // (and spread it) the moment it reads the datagram. Updates about other members are
+        // left to foca; only known Nodes count as alive (`alive_nodes`).
+        let sender: Identity = match PostcardCodec.decode_header(payload) {
+            Ok(header) => header.src,
+            Err(error) => {
+                return self.dropped(from, "malformed", &format_args!("undecodable: {error}"));
+            }
+        };
+        if self.peers.get(&sender.node) != Some(&sender.addr) {
+            // Also the short while before the Node watch has listed the peers: not worth a
+            // warning, counted still.
+            self.count_drop("unknown_sender");
+            debug!(%from, node = sender.node, addr = %sender.addr, "gossip from no known Node at that address dropped");
+            return;
+        }
+        if let Err(error) = self.foca.handle_data(payload, &mut self.runtime) {
+            debug!(%from, %error, "gossip packet rejected");
+        }
+    }
+
+    fn count_drop(&self, reason: &'static str) {
+        self.metrics
+            .gossip_dropped
+            .get_or_create(&DropReason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    fn dropped(&mut self, from: SocketAddr, reason: &'static str, why: &dyn Display) {
+        self.count_drop(reason);
+        if self.may_warn(reason) {
+            warn!(%from, reason, "gossip datagram dropped: {why} (further ones are counted in herald_speaker_gossip_packets_dropped_total, logged at debug level)");
+        } else {
+            debug!(%from, reason, "gossip datagram dropped: {why}");
+        }
+    }
+
+    /// True if no warning of this kind was logged within [`WARN_EVERY`].
+    fn may_warn(&mut self, kind: &'static str) -> bool {
+        let now = Instant::now();
+        let quiet = self
+            .warned
+            .get(kind)
+            .is_none_or(|last| now.duration_since(*last) >= WARN_EVERY);
+        if quiet {
+            self.warned.insert(kind, now);
+        }
+        quiet
+    }
+
+    /// Reads the keys again: a rotation changes them. Keeps the keys it has if the folder
+    /// is wrong now (a botched edit of the Secret), so that gossip goes on.
+    fn reload_keys(&mut self) {
+        match Keys::read_dir(&self.key_dir) {
+            Ok(keys) if keys == self.keys => {}
+            Ok(keys) => {
+                self.keys = keys;
+                self.show_keys();
+            }
+            Err(error) => {
+                if self.may_warn("keys") {
+                    warn!(%error, "gossip keys not reloaded; the speaker keeps the keys it has");
+                }
+            }
+        }
+    }
+
+    /// Logs the keys and shows them in the `gossip_keys` metric.
+    fn show_keys(&self) {
+        let signing = self.keys.signing();
+        let accepted: Vec<String> = self.keys.accepted().map(|id| id.to_string()).collect();
+        info!(%signing, ?accepted, "gossip keys: signing with one, accepting these");
+        self.metrics.gossip_keys.clear();
+        for id in self.keys.accepted() {
+            self.metrics
+                .gossip_keys
+                .get_or_create(&GossipKey {
+                    id: id.to_string(),
+                    signing: (id == signing).to_string(),
+                })
+                .set(1);
+        }
+    }
+
+    /// Publishes the node names alive now, if they changed.
+    fn publish_alive(&self) {
+        let alive = alive_nodes(
+            self.foca.identity(),
+            self.foca.iter_members().map(|m| m.id()),
+            &self.peers,
+        );
+        self.alive.send_if_modified(|current| {
+            let changed = *current != alive;
+            *current = alive;
+            changed
+        });
+    }
+
+    /// Announces ourselves to the peers that are not live members yet.
+    fn announce(&mut self) {
         let me = self.foca.identity().addr;
         let members: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
-        for &seed in seeds {
+        for &seed in self.peers.values() {
             if seed == me || members.contains(&seed) {
                 continue;
             }
@@ -369,7 +545,8 @@ impl Agent {
     /// Carries out what foca asked for: packets, timers, notifications.
     async fn flush(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
-            if let Err(error) = self.socket.send_to(&data, to.addr).await {
+            let sealed = self.keys.seal(&data, to.addr, now_ms());
+            if let Err(error) = self.socket.send_to(&sealed, to.addr).await {
                 debug!(to = %to.addr, %error, "gossip send failed");
             }
         }
@@ -404,15 +581,7 @@ impl Agent {
             }
         }
         if members_changed {
-            let alive: BTreeSet<String> = std::iter::once(&self.foca.identity().node)
-                .chain(self.foca.iter_members().map(|m| &m.id().node))
-                .cloned()
-                .collect();
-            self.alive.send_if_modified(|current| {
-                let changed = *current != alive;
-                *current = alive;
-                changed
-            });
+            self.publish_alive();
         }
     }
 }
@@ -423,33 +592,85 @@ mod tests {
 
     const LOOPBACK: &str = "127.0.0.1:0";
 
+    type Peers = BTreeMap<String, SocketAddr>;
+
+    /// A folder of test keys (speaker/testdata/gossip-keys): "cluster" or "foreign".
+    fn keys(name: &str) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/gossip-keys")).join(name)
+    }
+
     fn config(node: &str) -> Config {
         Config {
             node: node.to_owned(),
             bind: LOOPBACK.parse().unwrap(),
             advertise: LOOPBACK.parse().unwrap(),
             timings: Timings::default(),
+            key_dir: keys("cluster"),
         }
     }
 
-    async fn start(node: &str, seeds: &watch::Sender<Vec<SocketAddr>>) -> Membership {
-        Membership::start(config(node), seeds.subscribe())
-            .await
-            .expect("membership starts")
+    async fn start(node: &str, peers: &watch::Sender<Peers>) -> Membership {
+        start_with(node, "cluster", peers).await.0
     }
 
-    /// Starts speakers seeded with each other's addresses, once all are bound.
-    async fn cluster(nodes: &[&str]) -> (watch::Sender<Vec<SocketAddr>>, Vec<Membership>) {
-        let seeds = watch::Sender::new(Vec::new());
+    /// A speaker with the keys of test folder `keys_name`, and its metrics.
+    async fn start_with(
+        node: &str,
+        keys_name: &str,
+        peers: &watch::Sender<Peers>,
+    ) -> (Membership, Metrics) {
+        let metrics = Metrics::default();
+        let config = Config {
+            key_dir: keys(keys_name),
+            ..config(node)
+        };
+        let member = Membership::start(config, peers.subscribe(), metrics.clone())
+            .await
+            .expect("membership starts");
+        (member, metrics)
+    }
+
+    /// Starts speakers that know each other's addresses, once all are bound.
+    async fn cluster(nodes: &[&str]) -> (watch::Sender<Peers>, Vec<Membership>) {
+        let peers = watch::Sender::new(Peers::new());
         let mut members = Vec::new();
         for node in nodes {
-            members.push(start(node, &seeds).await);
+            members.push(start(node, &peers).await);
         }
-        seeds.send_replace(members.iter().map(Membership::advertise).collect());
+        peers.send_replace(
+            nodes
+                .iter()
+                .zip(&members)
+                .map(|(node, member)| (node.to_string(), member.advertise()))
+                .collect(),
+        );
         for member in &members {
             wait_for(member, nodes, Instant::now(), Duration::from_secs(5)).await;
         }
-        (seeds, members)
+        (peers, members)
+    }
+
+    fn dropped(metrics: &Metrics, reason: &str) -> u64 {
+        metrics
+            .gossip_dropped
+            .get_or_create(&DropReason {
+                reason: reason.into(),
+            })
+            .get()
+    }
+
+    /// Asserts that `member` sees exactly `nodes` alive for all of `during`.
+    async fn stays(member: &Membership, nodes: &[&str], during: Duration) {
+        let want: BTreeSet<String> = nodes.iter().map(|&n| n.to_owned()).collect();
+        let mut alive = member.alive();
+        assert_eq!(*alive.borrow_and_update(), want);
+        let changed = tokio::time::timeout(during, alive.changed()).await;
+        assert!(
+            changed.is_err(),
+            "{} saw {:?} instead of {want:?}",
+            member.advertise(),
+            *alive.borrow()
+        );
     }
 
     /// Waits until `member` sees exactly `nodes` alive; returns how long after `since`.
@@ -524,7 +745,9 @@ mod tests {
         }
         let restarted_at = Instant::now();
         let restarted = start("c", &seeds).await;
-        seeds.send_modify(|seeds| seeds.push(restarted.advertise()));
+        seeds.send_modify(|seeds| {
+            seeds.insert("c".into(), restarted.advertise());
+        });
         members.push(restarted);
         for member in &members {
             let seen = wait_for(
@@ -539,14 +762,36 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn membership_late_joiner_found_through_updated_seeds() {
-        let (seeds, mut members) = cluster(&["a", "b"]).await;
-        // The newcomer knows no seed: the others must find it.
-        let (_none, no_seeds) = watch::channel(Vec::new());
-        let late = Membership::start(config("d"), no_seeds).await.unwrap();
-        seeds.send_modify(|seeds| seeds.push(late.advertise()));
-        members.push(late);
-        for member in &members {
+    async fn membership_a_speaker_is_a_member_only_once_its_node_is_known() {
+        // a and b know each other; d knows all three, but a and b do not know d's Node yet.
+        let peers = watch::Sender::new(Peers::new());
+        let (a, a_metrics) = start_with("a", "cluster", &peers).await;
+        let b = start("b", &peers).await;
+        peers.send_replace(Peers::from([
+            ("a".into(), a.advertise()),
+            ("b".into(), b.advertise()),
+        ]));
+        let d_peers = watch::Sender::new(peers.borrow().clone());
+        let d = start("d", &d_peers).await;
+        d_peers.send_modify(|peers| {
+            peers.insert("d".into(), d.advertise());
+        });
+        for member in [&a, &b] {
+            wait_for(member, &["a", "b"], Instant::now(), Duration::from_secs(5)).await;
+        }
+        // d announces itself (once a second) in vain.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        for member in [&a, &b] {
+            stays(member, &["a", "b"], Duration::from_millis(500)).await;
+        }
+        assert_eq!(*d.alive().borrow(), BTreeSet::from(["d".to_owned()]));
+        assert!(dropped(&a_metrics, "unknown_sender") > 0);
+
+        // Their Node watch shows d: they find each other.
+        peers.send_modify(|peers| {
+            peers.insert("d".into(), d.advertise());
+        });
+        for member in [&a, &b, &d] {
             wait_for(
                 member,
                 &["a", "b", "d"],
@@ -555,6 +800,57 @@ mod tests {
             )
             .await;
         }
+    }
+
+    /// A speaker with another key, on a Node the others know: nobody hears it, and it hears
+    /// nobody; each side counts the other's datagrams as signed with an unknown key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_a_speaker_with_another_key_is_no_member() {
+        let peers = watch::Sender::new(Peers::new());
+        let (a, a_metrics) = start_with("a", "cluster", &peers).await;
+        let b = start("b", &peers).await;
+        let (foreign, foreign_metrics) = start_with("f", "foreign", &peers).await;
+        peers.send_replace(
+            [("a", &a), ("b", &b), ("f", &foreign)]
+                .into_iter()
+                .map(|(node, member)| (node.to_owned(), member.advertise()))
+                .collect(),
+        );
+        for member in [&a, &b] {
+            wait_for(member, &["a", "b"], Instant::now(), Duration::from_secs(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        for member in [&a, &b] {
+            stays(member, &["a", "b"], Duration::from_millis(500)).await;
+        }
+        stays(&foreign, &["f"], Duration::from_millis(100)).await;
+        assert!(dropped(&a_metrics, "unknown_key") > 0);
+        assert!(dropped(&foreign_metrics, "unknown_key") > 0);
+        assert_eq!(dropped(&a_metrics, "unknown_sender"), 0);
+    }
+
+    #[test]
+    fn membership_only_known_nodes_at_their_address_count_as_alive() {
+        let id = |node: &str, addr: &str| Identity {
+            node: node.into(),
+            addr: addr.parse().unwrap(),
+            generation: 1,
+        };
+        let me = id("a", "192.0.2.11:7946");
+        let peers = Peers::from([
+            ("b".into(), "192.0.2.12:7946".parse().unwrap()),
+            ("c".into(), "192.0.2.13:7946".parse().unwrap()),
+        ]);
+        let members = [
+            id("b", "192.0.2.12:7946"),
+            // c's name at another address, and a Node nobody knows.
+            id("c", "192.0.2.66:7946"),
+            id("ghost", "192.0.2.14:7946"),
+        ];
+        assert_eq!(
+            alive_nodes(&me, members.iter(), &peers),
+            BTreeSet::from(["a".to_owned(), "b".to_owned()])
+        );
     }
 
     /// A speaker frozen long enough to be declared down (a paused VM, a
@@ -573,7 +869,9 @@ mod tests {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let c = Membership::start(config("c"), c_seeds).await.unwrap();
+                let c = Membership::start(config("c"), c_seeds, Metrics::default())
+                    .await
+                    .unwrap();
                 addr_tx.send(c.advertise()).unwrap();
                 freeze_rx.await.unwrap();
                 std::thread::sleep(Duration::from_secs(2));
@@ -581,7 +879,9 @@ mod tests {
             });
         });
         let c = addr_rx.await.unwrap();
-        seeds.send_modify(|seeds| seeds.push(c));
+        seeds.send_modify(|seeds| {
+            seeds.insert("c".into(), c);
+        });
         for member in &members {
             wait_for(
                 member,
@@ -613,8 +913,11 @@ mod tests {
             bind: taken,
             ..config("b")
         };
-        let (_none, no_seeds) = watch::channel(Vec::new());
-        let error = Membership::start(config, no_seeds).await.err().unwrap();
+        let (_none, no_seeds) = watch::channel(Peers::new());
+        let error = Membership::start(config, no_seeds, Metrics::default())
+            .await
+            .err()
+            .unwrap();
         assert!(error.to_string().contains(&taken.to_string()), "{error}");
     }
 

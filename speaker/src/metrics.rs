@@ -11,6 +11,20 @@ pub struct Protocol {
     pub protocol: String,
 }
 
+/// Why a gossip datagram was dropped (`gossip_auth::Rejected::reason`, or `unknown_sender`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropReason {
+    pub reason: String,
+}
+
+/// A gossip key by its id (the first 8 bytes of its SHA-256, in hex); `signing` is "true" for
+/// the one this speaker signs with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GossipKey {
+    pub id: String,
+    pub signing: String,
+}
+
 /// A counter per protocol, looked up in its family once: counting on the reply path is then
 /// one atomic add, without the family's lock or a label to build.
 #[derive(Clone, Default)]
@@ -47,6 +61,8 @@ pub struct Metrics {
     pub conflicts: Counter,
     pub fenced: Gauge,
     pub status_writes: Counter,
+    pub gossip_dropped: Family<DropReason, Counter>,
+    pub gossip_keys: Family<GossipKey, Gauge>,
 }
 
 impl Metrics {
@@ -104,6 +120,16 @@ impl Metrics {
             "status_writes",
             "Writes of the herald.dev/Announced condition",
             metrics.status_writes.clone(),
+        );
+        r.register(
+            "gossip_packets_dropped",
+            "Gossip datagrams dropped: unauthenticated, replayed, or from no known Node, by reason",
+            metrics.gossip_dropped.clone(),
+        );
+        r.register(
+            "gossip_keys",
+            "The gossip keys this speaker accepts (1 each), by id; signing=\"true\" for the one it signs with",
+            metrics.gossip_keys.clone(),
         );
         metrics
     }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -46,6 +47,8 @@ pub struct Settings {
     pub namespace: String,
     pub gossip_bind: SocketAddr,
     pub gossip: membership::Timings,
+    /// The gossip keys' folder (the Secret herald-gossip-key, mounted).
+    pub gossip_key_dir: PathBuf,
     pub responder: responder::Timings,
     pub heartbeat_interval: Duration,
     pub heartbeat_duration: Duration,
@@ -221,15 +224,17 @@ pub async fn run(
         .address(&me)
         .ok_or_else(|| Error::NoAddress { node: me.clone() })?;
 
-    let (seeds_tx, seeds_rx) = watch::channel(Vec::new());
+    let (seeds_tx, seeds_rx) = watch::channel(BTreeMap::new());
     let membership = Membership::start(
         membership::Config {
             node: me.clone(),
             bind: settings.gossip_bind,
             advertise: SocketAddr::new(own_address, settings.gossip_bind.port()),
             timings: settings.gossip.clone(),
+            key_dir: settings.gossip_key_dir.clone(),
         },
         seeds_rx,
+        metrics.clone(),
     )
     .await?;
     let mut alive = membership.alive();

@@ -303,12 +303,12 @@ impl World {
         }
     }
 
-    /// Where the other speakers gossip: each Node's InternalIP and the gossip port.
-    pub fn peers(&self, me: &str, port: u16) -> Vec<SocketAddr> {
+    /// Where the other speakers gossip, by node name: each Node's InternalIP and the gossip port.
+    pub fn peers(&self, me: &str, port: u16) -> BTreeMap<String, SocketAddr> {
         self.node_addresses
             .iter()
             .filter(|(name, _)| name.as_str() != me)
-            .map(|(_, ip)| SocketAddr::new(*ip, port))
+            .map(|(name, ip)| (name.clone(), SocketAddr::new(*ip, port)))
             .collect()
     }
 
@@ -566,7 +566,7 @@ mod tests {
         let world = world();
         assert_eq!(
             world.peers("node-a", 7946),
-            vec!["192.0.2.2:7946".parse::<SocketAddr>().unwrap()]
+            BTreeMap::from([("node-b".to_owned(), "192.0.2.2:7946".parse().unwrap())])
         );
     }
 

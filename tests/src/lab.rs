@@ -26,14 +26,14 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::bridge::ApiBridge;
 use crate::lan::{Host, Lan, ip_n, sysctl};
-use crate::{ApiServer, Process, TestCluster, eventually, install, objects};
+use crate::{ApiServer, Process, TestCluster, eventually, gossip_key, install, objects};
 
 /// How long the lab waits for anything to converge before it gives up.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -146,6 +146,8 @@ pub struct Lab {
     controller_kubeconfig: PathBuf,
     speaker_kubeconfig: PathBuf,
     kube_proxy_kubeconfig: PathBuf,
+    /// The speakers' gossip key Secret, as kubelet would mount it on every node.
+    gossip_key_dir: PathBuf,
     /// Dropped after the processes above and before the LAN, whose namespaces it serves in.
     _bridge: ApiBridge,
     /// Held for its namespaces, which go when it is dropped, last.
@@ -202,6 +204,9 @@ impl Lab {
         }
         let pool = cluster.unique_name("pool");
         objects::pool_for_lab_nodes(&cluster, &pool, POOL).await;
+        let gossip_key_dir = server
+            .data_dir()
+            .join(format!("gossip-key-{}", config.name));
         let mut lab = Lab {
             cluster,
             nodes,
@@ -213,10 +218,12 @@ impl Lab {
             controller_kubeconfig,
             speaker_kubeconfig,
             kube_proxy_kubeconfig,
+            gossip_key_dir,
             _bridge: bridge,
             _lan: lan,
         };
         lab.start_controller();
+        lab.mount_gossip_key().await;
         for i in 0..lab.nodes.len() {
             lab.start_speaker(i);
             lab.start_kube_proxy(i);
@@ -245,6 +252,21 @@ impl Lab {
         self.controller = Some(self.spawn("herald-controller", command));
     }
 
+    /// Waits for the gossip key Secret that the controller creates, and lays it out as the
+    /// nodes' kubelets would mount it.
+    async fn mount_gossip_key(&self) {
+        let secrets = Api::<Secret>::namespaced(self.cluster.client(), install::NAMESPACE);
+        let data = eventually(WAIT, "the controller's gossip key Secret", || async {
+            secrets.get_opt("herald-gossip-key").await.ok()??.data
+        })
+        .await;
+        let entries: Vec<(&str, &[u8])> = data
+            .iter()
+            .map(|(name, key)| (name.as_str(), key.0.as_slice()))
+            .collect();
+        gossip_key::project(&self.gossip_key_dir, &entries);
+    }
+
     /// Stops the controller as Kubernetes would (SIGTERM: it hands its lease back).
     pub fn stop_controller(&mut self) {
         if let Some(mut controller) = self.controller.take() {
@@ -261,6 +283,8 @@ impl Lab {
             .args(["--node-name", &node.name, "--namespace", install::NAMESPACE])
             .arg("--kubeconfig")
             .arg(&self.speaker_kubeconfig)
+            .arg("--gossip-key-dir")
+            .arg(&self.gossip_key_dir)
             .args([
                 "--metrics-bind-address",
                 "127.0.0.1:9403",

@@ -8,6 +8,7 @@
 //! they never meet.
 
 pub mod bridge;
+pub mod gossip_key;
 pub mod install;
 pub mod lab;
 pub mod lan;
@@ -467,6 +468,10 @@ impl Process {
     /// How it ended, once it has.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// The last lines of its log.

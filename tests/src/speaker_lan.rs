@@ -1,7 +1,8 @@
 //! A LAN of network namespaces running the real herald-speaker: an API host bridged to the
 //! test API server, a client and some nodes, with the Node objects, a pool and an
-//! L2Advertisement a real cluster would hold. Services get their status as the controller
-//! would write it. Used by the speaker's layer-2 tests and its benchmark.
+//! L2Advertisement a real cluster would hold, and the gossip key each node's kubelet would
+//! mount. Services get their status as the controller would write it. Used by the speaker's
+//! layer-2 and gossip tests and its benchmark.
 
 use herald_crds::{conditions, field_managers, reasons};
 use std::collections::BTreeSet;
@@ -16,6 +17,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::bridge::ApiBridge;
+use crate::gossip_key;
 use crate::lan::{Host, Lan};
 use crate::objects::{self, services};
 use crate::{TestCluster, eventually, test_cluster};
@@ -31,6 +33,8 @@ pub struct SpeakerLan {
     pub nodes: Vec<(String, Host, Option<Child>)>,
     pub client: Host,
     pub pool: String,
+    /// The cluster's gossip key, in every node's key folder as `primary` at the start.
+    pub gossip_key: Vec<u8>,
 }
 
 impl SpeakerLan {
@@ -41,13 +45,6 @@ impl SpeakerLan {
         let api = lan.add_host("api", 2);
         let client = lan.add_host("client", 100);
         let bridge = ApiBridge::new(cluster.server(), &api);
-        let mut nodes = Vec::new();
-        for i in 0..node_count {
-            let host = lan.add_host(&format!("node{i}"), 11 + i as u8);
-            let node = cluster.unique_name(&format!("node{i}"));
-            objects::create_node(&cluster, &node, &[IpAddr::V4(host.ipv4)], &[]).await;
-            nodes.push((node, host, None));
-        }
         let pool = cluster.unique_name("lan");
         objects::pool_for_lab_nodes(
             &cluster,
@@ -64,28 +61,75 @@ impl SpeakerLan {
             lan,
             bridge,
             speaker: speaker.to_owned(),
-            nodes,
+            nodes: Vec::new(),
             client,
             pool,
+            gossip_key: gossip_key::random_key(),
         };
+        for i in 0..node_count {
+            lab.add_node(&format!("node{i}"), 11 + i as u8).await;
+        }
         for i in 0..node_count {
             lab.start_speaker(i);
         }
         lab
     }
 
+    /// Adds host `host_name` (number `n` on the LAN) and its Node object, with the cluster's
+    /// gossip key in its key folder; returns its index. Its speaker is not started.
+    pub async fn add_node(&mut self, host_name: &str, n: u8) -> usize {
+        let host = self.lan.add_host(host_name, n);
+        let node = self.cluster.unique_name(host_name);
+        objects::create_node(&self.cluster, &node, &[IpAddr::V4(host.ipv4)], &[]).await;
+        self.nodes.push((node, host, None));
+        let i = self.nodes.len() - 1;
+        gossip_key::project(&self.key_dir(i), &[("primary", &self.gossip_key)]);
+        i
+    }
+
+    /// Node `i`'s gossip key folder, as its kubelet would mount the Secret: change it with
+    /// [`gossip_key::project`].
+    pub fn key_dir(&self, i: usize) -> PathBuf {
+        self.cluster
+            .server()
+            .data_dir()
+            .join("gossip-keys")
+            .join(&self.nodes[i].0)
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.cluster
+            .server()
+            .data_dir()
+            .join(format!("{}.log", self.nodes[i].0))
+    }
+
+    /// What node `i`'s speaker logged so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    /// Node `i`'s speaker's metrics, as Prometheus reads them.
+    pub fn metrics(&self, i: usize) -> String {
+        self.nodes[i].1.run(
+            "curl",
+            &["-sS", "--max-time", "2", "http://127.0.0.1:9403/metrics"],
+        )
+    }
+
     pub fn start_speaker(&mut self, i: usize) {
         let kubeconfig = self.bridge.kubeconfig().to_owned();
         let namespace = self.cluster.namespace().to_owned();
+        let key_dir = self.key_dir(i);
+        let log = std::fs::File::create(self.log_path(i)).unwrap();
         let (node, host, process) = &mut self.nodes[i];
-        let log =
-            std::fs::File::create(self.cluster.server().data_dir().join(format!("{node}.log")))
-                .unwrap();
         let mut command = host.command(&self.speaker.to_string_lossy());
         command
             .args(["--node-name", node, "--namespace", &namespace])
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .arg("--gossip-key-dir")
+            .arg(&key_dir)
             .args([
                 "--metrics-bind-address",
                 "127.0.0.1:9403",
@@ -213,9 +257,8 @@ impl SpeakerLan {
 impl Drop for SpeakerLan {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for (node, _, _) in &self.nodes {
-                let log = self.cluster.server().data_dir().join(format!("{node}.log"));
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
+            for (i, (node, _, _)) in self.nodes.iter().enumerate() {
+                let text = self.log(i);
                 let tail: Vec<&str> = text.lines().rev().take(25).collect();
                 eprintln!(
                     "--- {node} ---\n{}",

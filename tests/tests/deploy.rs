@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use herald_crds::IPAddressPool;
 use herald_tests::install::{self, CONTROLLER, NAMESPACE, SPEAKER};
-use herald_tests::{TestCluster, eventually, free_port, test_cluster};
+use herald_tests::{TestCluster, eventually, free_port, gossip_key, test_cluster};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -375,10 +375,19 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
         controller.log_tail(200)
     );
 
-    // The speaker, as its ServiceAccount. The Service has no endpoint and no L2Advertisement
-    // exists, so it opens no raw socket: it says so on the Service, which needs its watches,
-    // the status write and its heartbeat Lease.
-    let (mut speaker, node, _) = start_speaker(&cluster, NAMESPACE);
+    // The speakers' gossip key: a Secret the controller made, with a random 32-byte key.
+    let secret = Api::<Secret>::namespaced(cluster.client(), NAMESPACE)
+        .get("herald-gossip-key")
+        .await
+        .expect("the gossip key Secret the controller creates");
+    let keys = secret.data.expect("the Secret's data");
+    let primary = keys.get("primary").expect("a primary key");
+    assert_eq!(primary.0.len(), 32);
+
+    // The speaker, as its ServiceAccount, with that key. The Service has no endpoint and no
+    // L2Advertisement exists, so it opens no raw socket: it says so on the Service, which
+    // needs its watches, the status write and its heartbeat Lease.
+    let (mut speaker, node, _) = start_speaker(&cluster, NAMESPACE, &primary.0);
     let services = Api::<Service>::namespaced(cluster.client(), cluster.namespace());
     eventually(WAIT, "the speaker's Announced condition", || async {
         let status = services.get("web").await.ok()?.status?;
@@ -448,9 +457,19 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
 }
 
 /// The speaker as ServiceAccount `herald-speaker` of `namespace`, on a new Node whose
-/// InternalIP is loopback (where it gossips); returns it, its Node and its health port.
-fn start_speaker(cluster: &TestCluster, namespace: &str) -> (herald_tests::Process, String, u16) {
+/// InternalIP is loopback (where it gossips), with `key` as its gossip key; returns it, its
+/// Node and its health port.
+fn start_speaker(
+    cluster: &TestCluster,
+    namespace: &str,
+    key: &[u8],
+) -> (herald_tests::Process, String, u16) {
     let node = cluster.unique_name("node");
+    let key_dir = cluster
+        .server()
+        .data_dir()
+        .join(format!("gossip-key-{node}"));
+    gossip_key::project(&key_dir, &[("primary", key)]);
     install::apply(
         cluster.server(),
         &[json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})],
@@ -477,6 +496,8 @@ fn start_speaker(cluster: &TestCluster, namespace: &str) -> (herald_tests::Proce
         &format!("127.0.0.1:{}", free_port()),
         "--health-bind-address",
         &format!("127.0.0.1:{health}"),
+        "--gossip-key-dir",
+        &key_dir.to_string_lossy(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -511,7 +532,7 @@ fn rbac_without(cluster: &TestCluster, role: &str, resource: &str) -> String {
 async fn a_speaker_missing_a_permission_says_which_and_is_not_ready() {
     let cluster = test_cluster("rbac-speaker").await;
     let namespace = rbac_without(&cluster, SPEAKER, "endpointslices");
-    let (speaker, _, health) = start_speaker(&cluster, &namespace);
+    let (speaker, _, health) = start_speaker(&cluster, &namespace, &gossip_key::random_key());
     let wanted = "not allowed to list and watch endpointslices";
     eventually(
         WAIT,
