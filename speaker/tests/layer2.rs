@@ -94,6 +94,39 @@ async fn exactly_one_node_answers_arp_and_ndp_and_another_takes_over_when_it_die
     assert_eq!(lab.settled("web", "192.0.2.200").await.0, new_winner);
 }
 
+/// RFC 4861 §7.1.1: a Neighbor Solicitation whose hop limit is not 255 came through a router (or
+/// was forged to look local) and is not answered. The client's own `ndisc6` asks, first as it
+/// sends (255), then with its hop limit rewritten to 64 by nftables on the way out.
+#[tokio::test]
+async fn a_solicitation_whose_hop_limit_is_not_255_is_not_answered() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let lab = lab("l2-hoplimit", 1).await;
+    lab.service("web", &["192.0.2.250", "2001:db8::250"], false, &[0])
+        .await;
+    lab.settled("web", "192.0.2.250").await;
+    let ask = || {
+        let client = lab.client.clone();
+        tokio::task::spawn_blocking(move || {
+            client.ndisc(
+                "2001:db8::250".parse::<Ipv6Addr>().unwrap(),
+                Duration::from_millis(500),
+            )
+        })
+    };
+    let adverts = ask().await.unwrap();
+    assert_eq!(adverts.len(), 1, "hop limit 255: {adverts:?}");
+
+    for command in [
+        "add table ip6 hops",
+        "add chain ip6 hops out { type filter hook output priority 0 ; }",
+        "add rule ip6 hops out icmpv6 type nd-neighbor-solicit ip6 hoplimit set 64",
+    ] {
+        lab.client.run("nft", &[command]);
+    }
+    let adverts = ask().await.unwrap();
+    assert_eq!(adverts, [], "hop limit 64: answered");
+}
+
 #[tokio::test]
 async fn local_traffic_policy_answers_only_where_a_ready_endpoint_runs() {
     let _one = ONE_AT_A_TIME.lock().await;

@@ -3,12 +3,16 @@
 use std::net::Ipv6Addr;
 
 use herald_speaker_fuzz::packet::{
-    dad_neighbor_solicitation, icmpv6_checksum, neighbor_solicitation, parse_neighbor_solicitation,
+    MacAddr, NDP_HOP_LIMIT, dad_neighbor_solicitation, ipv6_frame, neighbor_solicitation,
+    parse_neighbor_solicitation,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|message: &[u8]| {
-    if let Some(solicitation) = parse_neighbor_solicitation(message) {
+    let solicitation = parse_neighbor_solicitation(message, NDP_HOP_LIMIT);
+    // Forwarded by a router (hop limit below 255): never taken, however valid.
+    assert_eq!(parse_neighbor_solicitation(message, 64), None);
+    if let Some(solicitation) = solicitation {
         for source in [Ipv6Addr::UNSPECIFIED, solicitation.target] {
             let _ = solicitation.solicitor(source);
         }
@@ -17,7 +21,17 @@ fuzz_target!(|message: &[u8]| {
             Some(mac) => neighbor_solicitation(solicitation.target, mac),
             None => dad_neighbor_solicitation(solicitation.target),
         };
-        assert_eq!(parse_neighbor_solicitation(&again), Some(solicitation));
+        assert_eq!(
+            parse_neighbor_solicitation(&again, NDP_HOP_LIMIT),
+            Some(solicitation)
+        );
     }
-    let _ = icmpv6_checksum(Ipv6Addr::UNSPECIFIED, Ipv6Addr::LOCALHOST, message);
+    // Framing a message of any content and length (below 64 KiB) never panics.
+    let _ = ipv6_frame(
+        MacAddr::zero(),
+        MacAddr::broadcast(),
+        Ipv6Addr::UNSPECIFIED,
+        Ipv6Addr::LOCALHOST,
+        message,
+    );
 });

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::packet::Mac;
+use crate::packet::MacAddr;
 
 /// Interfaces never worth answering on: virtual plumbing of containers, CNIs and proxies (the
 /// same list MetalLB skips), and loopback.
@@ -31,7 +31,7 @@ const IFF_NOARP: u32 = 0x80;
 pub struct Interface {
     pub name: String,
     pub index: u32,
-    pub mac: Mac,
+    pub mac: MacAddr,
     pub up: bool,
     /// Whether it may answer when an L2Advertisement names no interfaces: not container or
     /// CNI plumbing, and not enslaved to a bridge or bond (its master answers).
@@ -48,8 +48,8 @@ impl Interface {
                 .map(|s| s.trim().to_owned())
         };
         let flags = u32::from_str_radix(read("flags")?.trim_start_matches("0x"), 16).ok()?;
-        let mac: Mac = read("address")?.parse().ok()?;
-        if flags & IFF_NOARP != 0 || mac == Mac::ZERO {
+        let mac: MacAddr = read("address")?.parse().ok()?;
+        if flags & IFF_NOARP != 0 || mac.is_zero() {
             return None;
         }
         Some(Interface {

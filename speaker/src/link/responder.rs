@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::interfaces::Interface;
 use super::sockets::{ArpSocket, BUFFER, FrameSocket, NdpSocket};
 use crate::metrics::Metrics;
-use crate::packet::{self, Mac, Solicitor};
+use crate::packet::{self, MacAddr, Solicitor};
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
@@ -54,7 +54,7 @@ pub enum Report {
     Conflict {
         ip: IpAddr,
         interface: String,
-        mac: Mac,
+        mac: MacAddr,
     },
     /// The address is answered for from now on.
     Announcing { ip: IpAddr, interface: String },
@@ -145,8 +145,8 @@ pub async fn run(
                 });
             }
             message = ndp.recv(&mut ndp_buffer) => {
-                let (message, source) = message?;
-                if let Some(solicitation) = packet::parse_neighbor_solicitation(message) {
+                let (message, source, hop_limit) = message?;
+                if let Some(solicitation) = packet::parse_neighbor_solicitation(message, hop_limit) {
                     let target = IpAddr::V6(solicitation.target);
                     match solicitation.solicitor(source) {
                         Some(Solicitor::Node(from)) if owned.contains(&target) => {
@@ -159,15 +159,15 @@ pub async fn run(
                         }
                         Some(Solicitor::Dad) if probing.contains_key(&target) => {
                             probing.remove(&target);
-                            let other = solicitation.source_mac.unwrap_or(Mac::ZERO);
+                            let other = solicitation.source_mac.unwrap_or(MacAddr::zero());
                             let _ = reports.send(Report::Conflict { ip: target, interface: name.clone(), mac: other });
                         }
                         _ => {}
                     }
-                } else if let Some(advertisement) = packet::parse_neighbor_advertisement(message) {
+                } else if let Some(advertisement) = packet::parse_neighbor_advertisement(message, hop_limit) {
                     let target = IpAddr::V6(advertisement.target);
                     if probing.remove(&target).is_some() {
-                        let other = advertisement.target_mac.unwrap_or(Mac::ZERO);
+                        let other = advertisement.target_mac.unwrap_or(MacAddr::zero());
                         warn!(ip = %target, interface = %name, %other, "address already in use on the LAN; not announcing it");
                         let _ = reports.send(Report::Conflict { ip: target, interface: name.clone(), mac: other });
                     }
@@ -244,7 +244,7 @@ struct Sender<'a> {
     arp: &'a ArpSocket,
     ndp: &'a NdpSocket,
     frames: &'a FrameSocket,
-    mac: Mac,
+    mac: MacAddr,
     metrics: &'a Metrics,
 }
 
@@ -263,7 +263,12 @@ impl Sender<'_> {
     /// Answers a solicitation the way a host holding `target` does: from `target` itself, to
     /// the solicitor's link-layer address when it gave one (else through the kernel, from a
     /// link-local source).
-    async fn solicited_advertisement(&self, target: Ipv6Addr, to: Ipv6Addr, to_mac: Option<Mac>) {
+    async fn solicited_advertisement(
+        &self,
+        target: Ipv6Addr,
+        to: Ipv6Addr,
+        to_mac: Option<MacAddr>,
+    ) {
         let message = packet::solicited_neighbor_advertisement(target, self.mac);
         let sent = match to_mac {
             Some(mac) => {

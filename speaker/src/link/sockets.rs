@@ -2,8 +2,14 @@
 //! for NDP, one of each per interface. Both are filtered in the kernel, non-promiscuous,
 //! non-blocking inside tokio's `AsyncFd` (no busy loop) and closed when dropped.
 //!
+//! Sockets of our own rather than `pnet_datalink`'s channel: its socket takes every EtherType
+//! (ETH_P_ALL) with no kernel filter, so the kernel copies every frame of the interface up to
+//! the speaker, and its receiver blocks in poll(2), a thread per interface. These see only what
+//! their filters pass, and wait in tokio.
+//!
 //! The one module with `unsafe`: socket2 has no safe way to bind an AF_PACKET socket to an
-//! interface (a `sockaddr_ll`) or to set ICMP6_FILTER; each block says why it is sound.
+//! interface (a `sockaddr_ll`), to set ICMP6_FILTER or to read ancillary data; each block says
+//! why it is sound.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -11,9 +17,14 @@ use std::mem::{MaybeUninit, size_of};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
-use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockFilter, Socket, Type};
+use socket2::{
+    Domain, MaybeUninitSlice, MsgHdrMut, Protocol, SockAddr, SockAddrStorage, SockFilter, Socket,
+    Type,
+};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use crate::packet::NDP_HOP_LIMIT;
 
 const ETH_P_ARP: u16 = 0x0806;
 const ICMPV6_NEIGHBOR_SOLICITATION: u8 = 135;
@@ -113,8 +124,11 @@ impl NdpSocket {
             &[ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_NEIGHBOR_ADVERTISEMENT],
         )?;
         // RFC 4861: NDP messages are sent with hop limit 255, so receivers know they are local.
-        socket.set_unicast_hops_v6(255)?;
-        socket.set_multicast_hops_v6(255)?;
+        socket.set_unicast_hops_v6(u32::from(NDP_HOP_LIMIT))?;
+        socket.set_multicast_hops_v6(u32::from(NDP_HOP_LIMIT))?;
+        // ... and received ones with another are discarded: the kernel strips the IPv6 header,
+        // so have it pass the hop limit beside each message (IPV6_HOPLIMIT ancillary data).
+        socket.set_recv_hoplimit_v6(true)?;
         socket.set_multicast_loop_v6(false)?;
         socket.set_nonblocking(true)?;
         Ok(NdpSocket {
@@ -133,18 +147,33 @@ impl NdpSocket {
         self.fd.get_ref().leave_multicast_v6(&group, self.ifindex)
     }
 
-    /// The next ICMPv6 message (the kernel strips the IPv6 header), read into `buf`, and its
-    /// source address.
-    pub async fn recv<'b>(&self, buf: &'b mut [u8; BUFFER]) -> io::Result<(&'b [u8], Ipv6Addr)> {
-        let (n, from) = self
+    /// The next ICMPv6 message (the kernel strips the IPv6 header), read into `buf`, with the
+    /// source address and hop limit of its IPv6 header. The hop limit is 0, which no NDP
+    /// message is accepted with, should the kernel ever leave it out.
+    pub async fn recv<'b>(
+        &self,
+        buf: &'b mut [u8; BUFFER],
+    ) -> io::Result<(&'b [u8], Ipv6Addr, u8)> {
+        let (n, source, hop_limit) = self
             .fd
-            .async_io(Interest::READABLE, |s| s.recv_from(uninit(buf)))
+            .async_io(Interest::READABLE, |s| {
+                let mut from = empty_address();
+                let mut control = Control([0; CONTROL_LEN]);
+                let mut buffers = [MaybeUninitSlice::new(uninit(buf))];
+                let mut message = MsgHdrMut::new()
+                    .with_addr(&mut from)
+                    .with_buffers(&mut buffers)
+                    .with_control(uninit(&mut control.0));
+                let n = s.recvmsg(&mut message, 0)?;
+                let control_len = message.control_len();
+                let source = from
+                    .as_socket_ipv6()
+                    .map(|a| *a.ip())
+                    .unwrap_or(Ipv6Addr::UNSPECIFIED);
+                Ok((n, source, hop_limit(&control, control_len).unwrap_or(0)))
+            })
             .await?;
-        let source = from
-            .as_socket_ipv6()
-            .map(|a| *a.ip())
-            .unwrap_or(Ipv6Addr::UNSPECIFIED);
-        Ok((&buf[..n], source))
+        Ok((&buf[..n], source, hop_limit))
     }
 
     /// Sends an ICMPv6 message; the kernel fills in the IPv6 header and the checksum.
@@ -177,6 +206,43 @@ fn uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
     // SAFETY: MaybeUninit<u8> has u8's layout, and recv only ever writes initialised bytes into
     // it, so `buf` stays initialised.
     unsafe { &mut *(std::ptr::from_mut(buf) as *mut [MaybeUninit<u8>]) }
+}
+
+/// Room for the ancillary data an NDP socket asks for (one IPV6_HOPLIMIT int, 24 bytes on
+/// 64-bit Linux, with slack), aligned as the `cmsghdr`s the kernel writes into it must be.
+const CONTROL_LEN: usize = 64;
+#[repr(C, align(8))]
+struct Control([u8; CONTROL_LEN]);
+
+/// The hop limit in the first `len` bytes of `control`, the ancillary data of one `recvmsg`;
+/// `None` if it holds no IPV6_HOPLIMIT.
+fn hop_limit(control: &Control, len: usize) -> Option<u8> {
+    // SAFETY: all zero is a valid msghdr; only its control fields are used, by the CMSG macros.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_control = control.0.as_ptr().cast_mut().cast();
+    header.msg_controllen = len.min(CONTROL_LEN);
+    // SAFETY: the CMSG macros only return headers that lie within the first `len` bytes of the
+    // (aligned) control buffer, which the kernel filled with whole cmsghdrs and their data.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&header) };
+    while !cmsg.is_null() {
+        // SAFETY: as above, `cmsg` points to a whole header within the buffer.
+        let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+        if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_HOPLIMIT {
+            // SAFETY: IPV6_HOPLIMIT data is one int, within the header's cmsg_len.
+            let value = unsafe { libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned() };
+            return u8::try_from(value).ok();
+        }
+        // SAFETY: as above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&header, cmsg) };
+    }
+    None
+}
+
+/// An address for `recvmsg` to write the sender's into.
+fn empty_address() -> SockAddr {
+    let len = size_of::<SockAddrStorage>() as libc::socklen_t;
+    // SAFETY: zeroed storage of its full size is a valid (AF_UNSPEC) address to overwrite.
+    unsafe { SockAddr::new(SockAddrStorage::zeroed(), len) }
 }
 
 /// A `sockaddr_ll` for binding a packet socket to one interface and EtherType.

@@ -2,35 +2,30 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Mac, Reader};
+use pnet_packet::arp::{
+    ArpHardwareTypes, ArpOperation, ArpOperations, ArpPacket, MutableArpPacket,
+};
+use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
+use pnet_packet::{MutablePacket, Packet};
 
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const HTYPE_ETHERNET: u16 = 1;
-const OPER_REQUEST: u16 = 1;
-const OPER_REPLY: u16 = 2;
+use super::MacAddr;
 
 /// Length of the frames built here: the 42 bytes of Ethernet header and ARP body, padded to
 /// Ethernet's 60-byte minimum (without FCS). Drivers usually pad short frames themselves, but
 /// virtual ones (veth, some tunnels) pass them on as they are and some receivers drop runts.
 pub const FRAME_LEN: usize = 60;
 
-/// ARP operation.
+/// An Ethernet frame carrying an Ethernet/IPv4 ARP request or reply: what the speaker reads of
+/// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArpOperation {
-    Request,
-    Reply,
-}
-
-/// An Ethernet/IPv4 ARP packet with its Ethernet addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpPacket {
-    pub eth_destination: Mac,
-    pub eth_source: Mac,
+pub struct ArpFrame {
+    pub eth_destination: MacAddr,
+    pub eth_source: MacAddr,
+    /// [`ArpOperations::Request`] or [`ArpOperations::Reply`]: the parser drops the others.
     pub operation: ArpOperation,
-    pub sender_mac: Mac,
+    pub sender_mac: MacAddr,
     pub sender_ip: Ipv4Addr,
-    pub target_mac: Mac,
+    pub target_mac: MacAddr,
     pub target_ip: Ipv4Addr,
 }
 
@@ -47,15 +42,15 @@ pub enum Claim {
     Probe,
 }
 
-impl ArpPacket {
+impl ArpFrame {
     /// An RFC 5227 probe: a request from 0.0.0.0 asking whether `target_ip` is taken.
     pub fn is_probe(&self) -> bool {
-        self.operation == ArpOperation::Request && self.sender_ip.is_unspecified()
+        self.operation == ArpOperations::Request && self.sender_ip.is_unspecified()
     }
 
     /// What this packet says about `addr` when its sender is not us (`own_mac`); `None` if it says
     /// nothing about it.
-    pub fn claim(&self, addr: Ipv4Addr, own_mac: Mac) -> Option<Claim> {
+    pub fn claim(&self, addr: Ipv4Addr, own_mac: MacAddr) -> Option<Claim> {
         if self.sender_mac == own_mac {
             None
         } else if self.sender_ip == addr {
@@ -73,8 +68,8 @@ impl ArpPacket {
 pub struct ArpRequest {
     /// The frame's Ethernet destination: broadcast, or a unicast MAC when a host re-checks its
     /// entry.
-    pub eth_destination: Mac,
-    pub sender_mac: Mac,
+    pub eth_destination: MacAddr,
+    pub sender_mac: MacAddr,
     /// 0.0.0.0 in an RFC 5227 probe. Linux answers probes (to the sender MAC, target IP 0.0.0.0),
     /// and that is how the prober learns the address is taken.
     pub sender_ip: Ipv4Addr,
@@ -84,45 +79,43 @@ pub struct ArpRequest {
 impl ArpRequest {
     /// Whether the request is for a host with this MAC to answer: sent to broadcast or to it.
     /// Like MetalLB, answer only those, not requests unicast to another host that we see anyway.
-    pub fn addressed_to(&self, mac: Mac) -> bool {
-        self.eth_destination == Mac::BROADCAST || self.eth_destination == mac
+    pub fn addressed_to(&self, mac: MacAddr) -> bool {
+        self.eth_destination.is_broadcast() || self.eth_destination == mac
     }
 }
 
 /// Parses an Ethernet frame holding an Ethernet/IPv4 ARP request or reply; `None` for anything
 /// else. Trailing bytes (padding to 60 bytes) are ignored.
-pub fn parse_arp(frame: &[u8]) -> Option<ArpPacket> {
-    let mut r = Reader(frame);
-    let eth_destination = r.mac()?;
-    let eth_source = r.mac()?;
-    if r.u16()? != ETHERTYPE_ARP
-        || r.u16()? != HTYPE_ETHERNET
-        || r.u16()? != ETHERTYPE_IPV4
-        || r.u8()? != 6
-        || r.u8()? != 4
-    {
+pub fn parse_arp(frame: &[u8]) -> Option<ArpFrame> {
+    let ethernet = EthernetPacket::new(frame)?;
+    if ethernet.get_ethertype() != EtherTypes::Arp {
         return None;
     }
-    let operation = match r.u16()? {
-        OPER_REQUEST => ArpOperation::Request,
-        OPER_REPLY => ArpOperation::Reply,
-        _ => return None,
-    };
-    Some(ArpPacket {
-        eth_destination,
-        eth_source,
+    let arp = ArpPacket::new(ethernet.payload())?;
+    let operation = arp.get_operation();
+    // pnet reads the addresses as Ethernet's and IPv4's whatever the header says: check it does.
+    let ethernet_ipv4 = arp.get_hardware_type() == ArpHardwareTypes::Ethernet
+        && arp.get_protocol_type() == EtherTypes::Ipv4
+        && arp.get_hw_addr_len() == 6
+        && arp.get_proto_addr_len() == 4;
+    if !ethernet_ipv4 || ![ArpOperations::Request, ArpOperations::Reply].contains(&operation) {
+        return None;
+    }
+    Some(ArpFrame {
+        eth_destination: ethernet.get_destination(),
+        eth_source: ethernet.get_source(),
         operation,
-        sender_mac: r.mac()?,
-        sender_ip: Ipv4Addr::from(r.take::<4>()?),
-        target_mac: r.mac()?,
-        target_ip: Ipv4Addr::from(r.take::<4>()?),
+        sender_mac: arp.get_sender_hw_addr(),
+        sender_ip: arp.get_sender_proto_addr(),
+        target_mac: arp.get_target_hw_addr(),
+        target_ip: arp.get_target_proto_addr(),
     })
 }
 
 /// Parses an Ethernet frame holding an Ethernet/IPv4 ARP request; `None` for anything else.
 pub fn parse_arp_request(frame: &[u8]) -> Option<ArpRequest> {
     let packet = parse_arp(frame)?;
-    (packet.operation == ArpOperation::Request).then_some(ArpRequest {
+    (packet.operation == ArpOperations::Request).then_some(ArpRequest {
         eth_destination: packet.eth_destination,
         sender_mac: packet.sender_mac,
         sender_ip: packet.sender_ip,
@@ -133,61 +126,73 @@ pub fn parse_arp_request(frame: &[u8]) -> Option<ArpRequest> {
 /// The reply to a request from `requester_mac`/`requester_ip`: `our_ip` is at `our_mac`,
 /// unicast to the requester.
 pub fn arp_reply(
-    our_mac: Mac,
+    our_mac: MacAddr,
     our_ip: Ipv4Addr,
-    requester_mac: Mac,
+    requester_mac: MacAddr,
     requester_ip: Ipv4Addr,
 ) -> Vec<u8> {
     let sender = (our_mac, our_ip);
     let target = (requester_mac, requester_ip);
-    frame(requester_mac, OPER_REPLY, sender, target)
+    frame(requester_mac, ArpOperations::Reply, sender, target)
 }
 
 /// A gratuitous ARP request (RFC 5227 §2.3 announcement): sender and target IP both `ip`, target
 /// MAC zero, broadcast. Linux updates an existing entry from it at once.
-pub fn gratuitous_arp_request(mac: Mac, ip: Ipv4Addr) -> Vec<u8> {
-    frame(Mac::BROADCAST, OPER_REQUEST, (mac, ip), (Mac::ZERO, ip))
+pub fn gratuitous_arp_request(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
+    frame(
+        MacAddr::broadcast(),
+        ArpOperations::Request,
+        (mac, ip),
+        (MacAddr::zero(), ip),
+    )
 }
 
 /// A gratuitous ARP reply, for stacks that only learn from replies: sender and target IP both
 /// `ip`, broadcast. The target MAC is `mac` too, as RFC 2002 §4.6 asks of a gratuitous reply.
-pub fn gratuitous_arp_reply(mac: Mac, ip: Ipv4Addr) -> Vec<u8> {
-    frame(Mac::BROADCAST, OPER_REPLY, (mac, ip), (mac, ip))
+pub fn gratuitous_arp_reply(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
+    frame(
+        MacAddr::broadcast(),
+        ArpOperations::Reply,
+        (mac, ip),
+        (mac, ip),
+    )
 }
 
 /// An RFC 5227 §2.1.1 probe: "is `ip` in use?" asked from 0.0.0.0, so that no host learns a
 /// mapping from it, broadcast.
-pub fn arp_probe(mac: Mac, ip: Ipv4Addr) -> Vec<u8> {
+pub fn arp_probe(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
     frame(
-        Mac::BROADCAST,
-        OPER_REQUEST,
+        MacAddr::broadcast(),
+        ArpOperations::Request,
         (mac, Ipv4Addr::UNSPECIFIED),
-        (Mac::ZERO, ip),
+        (MacAddr::zero(), ip),
     )
 }
 
 /// An Ethernet frame from the sender's MAC carrying one ARP packet, padded to [`FRAME_LEN`].
 fn frame(
-    eth_destination: Mac,
-    operation: u16,
-    (sender_mac, sender_ip): (Mac, Ipv4Addr),
-    (target_mac, target_ip): (Mac, Ipv4Addr),
+    eth_destination: MacAddr,
+    operation: ArpOperation,
+    (sender_mac, sender_ip): (MacAddr, Ipv4Addr),
+    (target_mac, target_ip): (MacAddr, Ipv4Addr),
 ) -> Vec<u8> {
-    let mut frame = [
-        &eth_destination.0[..],
-        &sender_mac.0,
-        &ETHERTYPE_ARP.to_be_bytes(),
-        &HTYPE_ETHERNET.to_be_bytes(),
-        &ETHERTYPE_IPV4.to_be_bytes(),
-        &[6, 4],
-        &operation.to_be_bytes(),
-        &sender_mac.0,
-        &sender_ip.octets(),
-        &target_mac.0,
-        &target_ip.octets(),
-    ]
-    .concat();
-    frame.resize(FRAME_LEN, 0);
+    let mut frame = vec![0; FRAME_LEN];
+    let mut ethernet =
+        MutableEthernetPacket::new(&mut frame).expect("FRAME_LEN holds an Ethernet header");
+    ethernet.set_destination(eth_destination);
+    ethernet.set_source(sender_mac);
+    ethernet.set_ethertype(EtherTypes::Arp);
+    let mut arp =
+        MutableArpPacket::new(ethernet.payload_mut()).expect("FRAME_LEN holds an ARP body too");
+    arp.set_hardware_type(ArpHardwareTypes::Ethernet);
+    arp.set_protocol_type(EtherTypes::Ipv4);
+    arp.set_hw_addr_len(6);
+    arp.set_proto_addr_len(4);
+    arp.set_operation(operation);
+    arp.set_sender_hw_addr(sender_mac);
+    arp.set_sender_proto_addr(sender_ip);
+    arp.set_target_hw_addr(target_mac);
+    arp.set_target_proto_addr(target_ip);
     frame
 }
 
@@ -196,8 +201,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const A_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x0a]);
-    const B_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x0b]);
+    const A_MAC: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x0a);
+    const B_MAC: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x0b);
     const A_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
     const B_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
 
@@ -229,7 +234,7 @@ mod tests {
     #[test]
     fn parses_arping_request() {
         let want = ArpRequest {
-            eth_destination: Mac::BROADCAST,
+            eth_destination: MacAddr::broadcast(),
             sender_mac: A_MAC,
             sender_ip: A_IP,
             target_ip: B_IP,
@@ -242,9 +247,9 @@ mod tests {
     #[test]
     fn parses_unsolicited_request_as_a_claim() {
         let packet = parse_arp(&ARPING_UNSOLICITED).unwrap();
-        assert_eq!(packet.operation, ArpOperation::Request);
+        assert_eq!(packet.operation, ArpOperations::Request);
         assert_eq!((packet.sender_ip, packet.target_ip), (A_IP, A_IP));
-        assert_eq!(packet.target_mac, Mac::BROADCAST);
+        assert_eq!(packet.target_mac, MacAddr::broadcast());
         assert!(!packet.is_probe());
         assert_eq!(packet.claim(A_IP, B_MAC), Some(Claim::InUse));
         assert_eq!(packet.claim(A_IP, A_MAC), None, "our own packet");
@@ -254,10 +259,10 @@ mod tests {
     #[test]
     fn unicast_request_to_another_host_is_not_ours_to_answer() {
         let mut frame = ARPING_REQUEST;
-        frame[..6].copy_from_slice(&B_MAC.0);
+        frame[..6].copy_from_slice(&B_MAC.octets());
         let request = parse_arp_request(&frame).unwrap();
         assert!(request.addressed_to(B_MAC));
-        assert!(!request.addressed_to(Mac([0x02, 0, 0, 0, 0, 0x0c])));
+        assert!(!request.addressed_to(MacAddr(0x02, 0, 0, 0, 0, 0x0c)));
     }
 
     #[test]
@@ -266,10 +271,10 @@ mod tests {
         assert_eq!(frame.len(), FRAME_LEN);
         assert_eq!(
             parse_arp(&frame),
-            Some(ArpPacket {
+            Some(ArpFrame {
                 eth_destination: A_MAC,
                 eth_source: B_MAC,
-                operation: ArpOperation::Reply,
+                operation: ArpOperations::Reply,
                 sender_mac: B_MAC,
                 sender_ip: B_IP,
                 target_mac: A_MAC,
@@ -295,13 +300,13 @@ mod tests {
         let packet = parse_arp(&gratuitous_arp_request(B_MAC, B_IP)).unwrap();
         assert_eq!(
             packet,
-            ArpPacket {
-                eth_destination: Mac::BROADCAST,
+            ArpFrame {
+                eth_destination: MacAddr::broadcast(),
                 eth_source: B_MAC,
-                operation: ArpOperation::Request,
+                operation: ArpOperations::Request,
                 sender_mac: B_MAC,
                 sender_ip: B_IP,
-                target_mac: Mac::ZERO,
+                target_mac: MacAddr::zero(),
                 target_ip: B_IP,
             }
         );
@@ -313,10 +318,10 @@ mod tests {
         let packet = parse_arp(&gratuitous_arp_reply(B_MAC, B_IP)).unwrap();
         assert_eq!(
             packet,
-            ArpPacket {
-                eth_destination: Mac::BROADCAST,
+            ArpFrame {
+                eth_destination: MacAddr::broadcast(),
                 eth_source: B_MAC,
-                operation: ArpOperation::Reply,
+                operation: ArpOperations::Reply,
                 sender_mac: B_MAC,
                 sender_ip: B_IP,
                 target_mac: B_MAC,
@@ -332,13 +337,13 @@ mod tests {
         let packet = parse_arp(&frame).unwrap();
         assert_eq!(
             packet,
-            ArpPacket {
-                eth_destination: Mac::BROADCAST,
+            ArpFrame {
+                eth_destination: MacAddr::broadcast(),
                 eth_source: B_MAC,
-                operation: ArpOperation::Request,
+                operation: ArpOperations::Request,
                 sender_mac: B_MAC,
                 sender_ip: Ipv4Addr::UNSPECIFIED,
-                target_mac: Mac::ZERO,
+                target_mac: MacAddr::zero(),
                 target_ip: B_IP,
             }
         );
@@ -403,7 +408,7 @@ mod tests {
         #[test]
         fn builders_round_trip(mac: [u8; 6], ip: [u8; 4], peer_mac: [u8; 6], peer_ip: [u8; 4]) {
             let (mac, ip, peer_mac, peer_ip) =
-                (Mac(mac), Ipv4Addr::from(ip), Mac(peer_mac), Ipv4Addr::from(peer_ip));
+                (MacAddr::from(mac), Ipv4Addr::from(ip), MacAddr::from(peer_mac), Ipv4Addr::from(peer_ip));
             let reply = parse_arp(&arp_reply(mac, ip, peer_mac, peer_ip)).unwrap();
             prop_assert_eq!((reply.sender_mac, reply.sender_ip), (mac, ip));
             prop_assert_eq!((reply.target_mac, reply.target_ip), (peer_mac, peer_ip));

@@ -3,16 +3,22 @@
 
 use std::net::Ipv6Addr;
 
-use super::{Mac, Reader};
+use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use pnet_packet::icmpv6::ndp::{
+    Icmpv6Codes, MutableNeighborAdvertPacket, MutableNeighborSolicitPacket, NdpOption,
+    NdpOptionPacket, NdpOptionType, NdpOptionTypes, NeighborAdvert, NeighborAdvertFlags,
+    NeighborAdvertPacket, NeighborSolicit, NeighborSolicitPacket,
+};
+use pnet_packet::icmpv6::{self, Icmpv6Types, MutableIcmpv6Packet};
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ipv6::{Ipv6Packet, MutableIpv6Packet};
+use pnet_packet::{MutablePacket, Packet};
 
-const TYPE_NEIGHBOR_SOLICITATION: u8 = 135;
-const TYPE_NEIGHBOR_ADVERTISEMENT: u8 = 136;
-const OPTION_SOURCE_LINK_LAYER_ADDRESS: u8 = 1;
-const OPTION_TARGET_LINK_LAYER_ADDRESS: u8 = 2;
-const FLAG_ROUTER: u8 = 0x80;
-const FLAG_SOLICITED: u8 = 0x40;
-const FLAG_OVERRIDE: u8 = 0x20;
-const NEXT_HEADER_ICMPV6: u8 = 58;
+use super::MacAddr;
+
+/// The hop limit of every NDP message (RFC 4861 §4): a router decrements it, so a message that
+/// arrives with 255 was sent on this link, and one with less is discarded (§7.1).
+pub const NDP_HOP_LIMIT: u8 = 255;
 
 /// A Neighbor Solicitation: someone asks for the link-layer address of `target`, or (from ::)
 /// checks whether `target` is free.
@@ -20,7 +26,7 @@ const NEXT_HEADER_ICMPV6: u8 = 58;
 pub struct NeighborSolicitation {
     pub target: Ipv6Addr,
     /// The Source Link-Layer Address option, if present and an Ethernet address.
-    pub source_mac: Option<Mac>,
+    pub source_mac: Option<MacAddr>,
 }
 
 /// Who sent a Neighbor Solicitation, from its IPv6 source address.
@@ -60,53 +66,75 @@ pub struct NeighborAdvertisement {
     /// O: replace cached link-layer addresses (`override` is a keyword).
     pub override_: bool,
     /// The Target Link-Layer Address option, if present and an Ethernet address.
-    pub target_mac: Option<Mac>,
+    pub target_mac: Option<MacAddr>,
 }
 
-/// Parses an ICMPv6 message holding a Neighbor Solicitation; `None` for anything else or when
-/// RFC 4861 §7.1.1 says to discard it (bad code, short, multicast target, zero-length option).
-/// The caller checks what the body cannot show: hop limit 255, and the checksum (done by the
-/// kernel on raw ICMPv6 sockets).
-pub fn parse_neighbor_solicitation(message: &[u8]) -> Option<NeighborSolicitation> {
-    let (_, target, options) = split(message, TYPE_NEIGHBOR_SOLICITATION)?;
+/// Parses an ICMPv6 message holding a Neighbor Solicitation that arrived with `hop_limit` in its
+/// IPv6 header; `None` for anything else or when RFC 4861 §7.1.1 says to discard it (hop limit
+/// not 255, bad code, short, multicast target, zero-length option). The checksum is the
+/// kernel's to check on raw ICMPv6 sockets, and the source the caller's
+/// ([`NeighborSolicitation::solicitor`]).
+pub fn parse_neighbor_solicitation(message: &[u8], hop_limit: u8) -> Option<NeighborSolicitation> {
+    let solicitation = NeighborSolicitPacket::new(message)?;
+    let valid = hop_limit == NDP_HOP_LIMIT
+        && solicitation.get_icmpv6_type() == Icmpv6Types::NeighborSolicit
+        && solicitation.get_icmpv6_code() == Icmpv6Codes::NoCode
+        && !solicitation.get_target_addr().is_multicast();
+    if !valid {
+        return None;
+    }
     Some(NeighborSolicitation {
-        target,
-        source_mac: link_layer_option(options, OPTION_SOURCE_LINK_LAYER_ADDRESS)?,
+        target: solicitation.get_target_addr(),
+        source_mac: link_layer_option(
+            solicitation.get_options_raw(),
+            NdpOptionTypes::SourceLLAddr,
+        )?,
     })
 }
 
-/// Parses an ICMPv6 message holding a Neighbor Advertisement; `None` for anything else or when
-/// RFC 4861 §7.1.2 says to discard it. The caller checks the hop limit, as for solicitations, and
-/// that an advertisement sent to a multicast address has Solicited clear.
-pub fn parse_neighbor_advertisement(message: &[u8]) -> Option<NeighborAdvertisement> {
-    let (flags, target, options) = split(message, TYPE_NEIGHBOR_ADVERTISEMENT)?;
+/// Parses an ICMPv6 message holding a Neighbor Advertisement that arrived with `hop_limit`; `None`
+/// for anything else or when RFC 4861 §7.1.2 says to discard it, as for solicitations. The
+/// caller checks that an advertisement sent to a multicast address has Solicited clear.
+pub fn parse_neighbor_advertisement(
+    message: &[u8],
+    hop_limit: u8,
+) -> Option<NeighborAdvertisement> {
+    let advertisement = NeighborAdvertPacket::new(message)?;
+    let valid = hop_limit == NDP_HOP_LIMIT
+        && advertisement.get_icmpv6_type() == Icmpv6Types::NeighborAdvert
+        && advertisement.get_icmpv6_code() == Icmpv6Codes::NoCode
+        && !advertisement.get_target_addr().is_multicast();
+    if !valid {
+        return None;
+    }
+    let flags = advertisement.get_flags();
     Some(NeighborAdvertisement {
-        target,
-        router: flags & FLAG_ROUTER != 0,
-        solicited: flags & FLAG_SOLICITED != 0,
-        override_: flags & FLAG_OVERRIDE != 0,
-        target_mac: link_layer_option(options, OPTION_TARGET_LINK_LAYER_ADDRESS)?,
+        target: advertisement.get_target_addr(),
+        router: flags & NeighborAdvertFlags::Router != 0,
+        solicited: flags & NeighborAdvertFlags::Solicited != 0,
+        override_: flags & NeighborAdvertFlags::Override != 0,
+        target_mac: link_layer_option(
+            advertisement.get_options_raw(),
+            NdpOptionTypes::TargetLLAddr,
+        )?,
     })
 }
 
 /// The answer to a solicitation for `target`, which we hold at `mac`: Solicited and Override set,
 /// Router clear, with a Target Link-Layer Address option. Checksum zero: the kernel fills it.
-pub fn solicited_neighbor_advertisement(target: Ipv6Addr, mac: Mac) -> Vec<u8> {
-    let option = link_layer_address(OPTION_TARGET_LINK_LAYER_ADDRESS, mac);
-    message(
-        TYPE_NEIGHBOR_ADVERTISEMENT,
-        FLAG_SOLICITED | FLAG_OVERRIDE,
+pub fn solicited_neighbor_advertisement(target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
+    advertisement(
+        NeighborAdvertFlags::Solicited | NeighborAdvertFlags::Override,
         target,
-        &option,
+        mac,
     )
 }
 
 /// An advertisement nobody asked for, sent to ff02::1 when taking `target` over, and the answer to
 /// a DAD probe for it: Override set so that neighbours replace their entries, Solicited clear.
 /// Checksum zero: the kernel fills it.
-pub fn unsolicited_neighbor_advertisement(target: Ipv6Addr, mac: Mac) -> Vec<u8> {
-    let option = link_layer_address(OPTION_TARGET_LINK_LAYER_ADDRESS, mac);
-    message(TYPE_NEIGHBOR_ADVERTISEMENT, FLAG_OVERRIDE, target, &option)
+pub fn unsolicited_neighbor_advertisement(target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
+    advertisement(NeighborAdvertFlags::Override, target, mac)
 }
 
 /// A solicitation resolving `target`, sent from one of our unicast addresses (at `mac`) to
@@ -114,40 +142,15 @@ pub fn unsolicited_neighbor_advertisement(target: Ipv6Addr, mac: Mac) -> Vec<u8>
 /// A raw ICMPv6 socket cannot send from ::, so it checks an address is free with this instead of
 /// a DAD probe; unlike DAD, a host still probing for `target` itself stays silent.
 /// Checksum zero: the kernel fills it.
-pub fn neighbor_solicitation(target: Ipv6Addr, mac: Mac) -> Vec<u8> {
-    let option = link_layer_address(OPTION_SOURCE_LINK_LAYER_ADDRESS, mac);
-    message(TYPE_NEIGHBOR_SOLICITATION, 0, target, &option)
+pub fn neighbor_solicitation(target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
+    solicitation(target, Some(mac))
 }
 
 /// A Duplicate Address Detection probe for `target` (RFC 4862 §5.4.2), to send from :: to
 /// [`solicited_node_multicast`]`(target)`: no source link-layer option, as none may come from ::.
 /// Checksum zero: the kernel fills it.
 pub fn dad_neighbor_solicitation(target: Ipv6Addr) -> Vec<u8> {
-    message(TYPE_NEIGHBOR_SOLICITATION, 0, target, &[])
-}
-
-/// The ICMPv6 checksum of `message` sent from `source` to `destination` (RFC 4443 §2.3), taking
-/// the checksum field (bytes 2..4) as zero: write it there to send, compare it with them to
-/// verify.
-pub fn icmpv6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u16 {
-    // The pseudo-header of RFC 8200 §8.1: addresses, upper-layer length, next header.
-    let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
-    let pseudo_header = [
-        &source.octets()[..],
-        &destination.octets(),
-        &length.to_be_bytes(),
-        &[0, 0, 0, NEXT_HEADER_ICMPV6],
-    ]
-    .concat();
-    let (head, tail) = (
-        message.get(..2).unwrap_or(message),
-        message.get(4..).unwrap_or_default(),
-    );
-    let mut sum = sum_words(&pseudo_header) + sum_words(head) + sum_words(tail);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    solicitation(target, None)
 }
 
 /// The solicited-node multicast group of `addr`, ff02::1:ffXX:XXXX (RFC 4291 §2.7.1): where
@@ -168,116 +171,143 @@ pub fn solicited_node_multicast(addr: Ipv6Addr) -> Ipv6Addr {
 
 /// The Ethernet address of IPv6 multicast `group`, 33:33 and its last 32 bits (RFC 2464 §7):
 /// 33:33:ff:XX:XX:XX for a solicited-node group, 33:33:00:00:00:01 for ff02::1.
-pub fn multicast_mac(group: Ipv6Addr) -> Mac {
+pub fn multicast_mac(group: Ipv6Addr) -> MacAddr {
     let [.., a, b, c, d] = group.octets();
-    Mac([0x33, 0x33, a, b, c, d])
+    MacAddr(0x33, 0x33, a, b, c, d)
 }
 
-/// A whole Ethernet frame carrying the ICMPv6 `message` from `source` to `destination`, with
-/// hop limit 255 and the checksum filled in: NDP sent on a packet socket, so that it can come
-/// from an address the interface does not hold (an advertisement from the address it
-/// advertises, as stacks such as ndisc6 expect; a DAD probe from ::).
+/// A whole Ethernet frame carrying the ICMPv6 `message` (one built here) from `source` to
+/// `destination`, with hop limit 255 and the checksum filled in: NDP sent on a packet socket, so
+/// that it can come from an address the interface does not hold (an advertisement from the
+/// address it advertises, as stacks such as ndisc6 expect; a DAD probe from ::).
 pub fn ipv6_frame(
-    source_mac: Mac,
-    destination_mac: Mac,
+    source_mac: MacAddr,
+    destination_mac: MacAddr,
     source: Ipv6Addr,
     destination: Ipv6Addr,
     message: &[u8],
 ) -> Vec<u8> {
-    let mut icmp = message.to_vec();
-    if icmp.len() >= 4 {
-        let checksum = icmpv6_checksum(source, destination, &icmp);
-        icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    let headers = MutableEthernetPacket::minimum_packet_size() + Ipv6Packet::minimum_packet_size();
+    let mut frame = vec![0; headers + message.len()];
+    let mut ethernet =
+        MutableEthernetPacket::new(&mut frame).expect("sized for the Ethernet header");
+    ethernet.set_destination(destination_mac);
+    ethernet.set_source(source_mac);
+    ethernet.set_ethertype(EtherTypes::Ipv6);
+    let mut ipv6 =
+        MutableIpv6Packet::new(ethernet.payload_mut()).expect("sized for the IPv6 header");
+    ipv6.set_version(6);
+    ipv6.set_payload_length(
+        u16::try_from(message.len()).expect("an NDP message is far shorter than 64 KiB"),
+    );
+    ipv6.set_next_header(IpNextHeaderProtocols::Icmpv6);
+    ipv6.set_hop_limit(NDP_HOP_LIMIT);
+    ipv6.set_source(source);
+    ipv6.set_destination(destination);
+    ipv6.set_payload(message);
+    if let Some(mut icmp) = MutableIcmpv6Packet::new(ipv6.payload_mut()) {
+        let checksum = icmpv6::checksum(&icmp.to_immutable(), &source, &destination);
+        icmp.set_checksum(checksum);
     }
-    let length = u16::try_from(icmp.len()).unwrap_or(u16::MAX);
-    [
-        &destination_mac.0[..],
-        &source_mac.0,
-        &[0x86, 0xdd],    // EtherType IPv6
-        &[0x60, 0, 0, 0], // version 6, no traffic class or flow label
-        &length.to_be_bytes(),
-        &[NEXT_HEADER_ICMPV6, 255], // next header, hop limit (RFC 4861: 255)
-        &source.octets(),
-        &destination.octets(),
-        &icmp,
-    ]
-    .concat()
+    frame
 }
 
-/// Splits a solicitation or advertisement of type `kind` into its first flags byte, target and
-/// options: both share one layout (RFC 4861 §4.3, §4.4).
-fn split(message: &[u8], kind: u8) -> Option<(u8, Ipv6Addr, &[u8])> {
-    let mut r = Reader(message);
-    if r.u8()? != kind || r.u8()? != 0 {
-        return None;
+/// A Neighbor Advertisement (RFC 4861 §4.4) with a Target Link-Layer Address option, checksum
+/// zero.
+fn advertisement(flags: u8, target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
+    let advertisement = NeighborAdvert {
+        icmpv6_type: Icmpv6Types::NeighborAdvert,
+        icmpv6_code: Icmpv6Codes::NoCode,
+        checksum: 0,
+        flags,
+        reserved: 0,
+        target_addr: target,
+        options: vec![link_layer_address(NdpOptionTypes::TargetLLAddr, mac)],
+        payload: Vec::new(),
+    };
+    // pnet's `packet_size` of the struct leaves its options out.
+    let len = NeighborAdvertPacket::minimum_packet_size() + LINK_LAYER_OPTION_LEN;
+    let mut message = vec![0; len];
+    MutableNeighborAdvertPacket::new(&mut message)
+        .expect("sized for the advertisement")
+        .populate(&advertisement);
+    message
+}
+
+/// A Neighbor Solicitation (RFC 4861 §4.3), with a Source Link-Layer Address option when
+/// `source_mac` is given, checksum zero.
+fn solicitation(target: Ipv6Addr, source_mac: Option<MacAddr>) -> Vec<u8> {
+    let solicitation = NeighborSolicit {
+        icmpv6_type: Icmpv6Types::NeighborSolicit,
+        icmpv6_code: Icmpv6Codes::NoCode,
+        checksum: 0,
+        reserved: 0,
+        target_addr: target,
+        options: source_mac
+            .map(|mac| link_layer_address(NdpOptionTypes::SourceLLAddr, mac))
+            .into_iter()
+            .collect(),
+        payload: Vec::new(),
+    };
+    let len = NeighborSolicitPacket::minimum_packet_size()
+        + LINK_LAYER_OPTION_LEN * solicitation.options.len();
+    let mut message = vec![0; len];
+    MutableNeighborSolicitPacket::new(&mut message)
+        .expect("sized for the solicitation")
+        .populate(&solicitation);
+    message
+}
+
+/// A source or target link-layer address option holding an Ethernet address: type, length and
+/// the 6-byte address make one 8-byte unit.
+const LINK_LAYER_OPTION_LEN: usize = 8;
+
+fn link_layer_address(kind: NdpOptionType, mac: MacAddr) -> NdpOption {
+    NdpOption {
+        option_type: kind,
+        length: 1,
+        data: mac.octets().to_vec(),
     }
-    r.u16()?; // checksum
-    let [flags, ..] = r.take::<4>()?;
-    let target = Ipv6Addr::from(r.take::<16>()?);
-    if target.is_multicast() {
-        return None;
-    }
-    Some((flags, target, r.rest()))
 }
 
 /// The Ethernet address in the first link-layer address option of type `kind`, if any;
 /// `None` (discard the message) if the options are malformed.
-fn link_layer_option(mut options: &[u8], kind: u8) -> Option<Option<Mac>> {
+///
+/// Walked here rather than with pnet's option iterator: pnet sizes an option as
+/// `length * 8 - 2` in `u8` arithmetic, which overflows (a panic with overflow checks, a wrong
+/// size without) from 32 units up, and it takes a zero length as 2 bytes where RFC 4861 §4.6
+/// says to discard the message.
+fn link_layer_option(mut options: &[u8], kind: NdpOptionType) -> Option<Option<MacAddr>> {
     let mut found = None;
     while !options.is_empty() {
-        let [option_kind, units] = *options.first_chunk::<2>()?;
-        // Lengths count 8-byte units; zero would loop forever, so RFC 4861 §4.6 says discard.
-        if units == 0 {
+        let option = NdpOptionPacket::new(options)?;
+        // The length counts 8-byte units, type and length included.
+        let size = usize::from(option.get_length()) * 8;
+        if size == 0 {
             return None;
         }
-        let (option, rest) = options.split_at_checked(usize::from(units) * 8)?;
+        let rest = options.get(size..)?;
         // One unit is type, length and a 6-byte address: Ethernet's. Other links' are longer.
-        if option_kind == kind
+        if option.get_option_type() == kind
+            && option.get_length() == 1
             && found.is_none()
-            && let Ok([_, _, mac @ ..]) = <[u8; 8]>::try_from(option)
+            && let Ok(mac) = <[u8; 6]>::try_from(option.payload())
         {
-            found = Some(Mac(mac));
+            found = Some(MacAddr::from(mac));
         }
         options = rest;
     }
     Some(found)
 }
 
-/// A solicitation or advertisement (RFC 4861 §4.3, §4.4), checksum zero.
-fn message(kind: u8, flags: u8, target: Ipv6Addr, options: &[u8]) -> Vec<u8> {
-    [
-        &[kind, 0, 0, 0, flags, 0, 0, 0][..],
-        &target.octets(),
-        options,
-    ]
-    .concat()
-}
-
-/// A source or target link-layer address option holding an Ethernet address: one 8-byte unit.
-fn link_layer_address(kind: u8, mac: Mac) -> [u8; 8] {
-    let [a, b, c, d, e, f] = mac.0;
-    [kind, 1, a, b, c, d, e, f]
-}
-
-/// Sum of big-endian 16-bit words, an odd last byte padded with zero.
-fn sum_words(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(2)
-        .map(|word| match *word {
-            [a, b] => u64::from(u16::from_be_bytes([a, b])),
-            [a] => u64::from(a) << 8,
-            _ => 0,
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pnet_packet::icmpv6::Icmpv6Packet;
     use proptest::prelude::*;
 
-    const A_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x0a]);
-    const B_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x0b]);
+    const A_MAC: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x0a);
+    const B_MAC: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x0b);
     const A_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 0x0a);
     const B_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 0x0b);
     const B_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, 0x2345);
@@ -306,6 +336,11 @@ mod tests {
         0x00, 0x00, 0x00, 0x00, 0xff, 0xfe, 0x00, 0x00, 0x0a,
     ];
 
+    /// pnet's ICMPv6 checksum of `message` from `source` to `destination`.
+    fn checksum(message: &[u8], source: Ipv6Addr, destination: Ipv6Addr) -> u16 {
+        icmpv6::checksum(&Icmpv6Packet::new(message).unwrap(), &source, &destination)
+    }
+
     fn with_zero_checksum(message: &[u8]) -> Vec<u8> {
         let mut message = message.to_vec();
         message[2..4].fill(0);
@@ -314,7 +349,8 @@ mod tests {
 
     #[test]
     fn parses_ndisc6_solicitation() {
-        let solicitation = parse_neighbor_solicitation(&NDISC6_SOLICITATION).unwrap();
+        let solicitation =
+            parse_neighbor_solicitation(&NDISC6_SOLICITATION, NDP_HOP_LIMIT).unwrap();
         assert_eq!(
             solicitation,
             NeighborSolicitation {
@@ -337,7 +373,7 @@ mod tests {
     #[test]
     fn parses_kernel_advertisements() {
         assert_eq!(
-            parse_neighbor_advertisement(&KERNEL_ADVERTISEMENT),
+            parse_neighbor_advertisement(&KERNEL_ADVERTISEMENT, NDP_HOP_LIMIT),
             Some(NeighborAdvertisement {
                 target: B_IP,
                 router: false,
@@ -347,7 +383,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_neighbor_advertisement(&KERNEL_REACHABILITY_ADVERTISEMENT),
+            parse_neighbor_advertisement(&KERNEL_REACHABILITY_ADVERTISEMENT, NDP_HOP_LIMIT),
             Some(NeighborAdvertisement {
                 target: A_LINK_LOCAL,
                 router: false,
@@ -356,8 +392,34 @@ mod tests {
                 target_mac: None,
             })
         );
-        assert_eq!(parse_neighbor_solicitation(&KERNEL_ADVERTISEMENT), None);
-        assert_eq!(parse_neighbor_advertisement(&NDISC6_SOLICITATION), None);
+        assert_eq!(
+            parse_neighbor_solicitation(&KERNEL_ADVERTISEMENT, NDP_HOP_LIMIT),
+            None
+        );
+        assert_eq!(
+            parse_neighbor_advertisement(&NDISC6_SOLICITATION, NDP_HOP_LIMIT),
+            None
+        );
+    }
+
+    /// RFC 4861 §7.1.1 and §7.1.2: a hop limit below 255 means a router forwarded the message,
+    /// so it did not come from this link; it is discarded, however valid its body.
+    #[test]
+    fn discards_messages_whose_hop_limit_is_not_255() {
+        for hop_limit in [0, 1, 64, 254] {
+            assert_eq!(
+                parse_neighbor_solicitation(&NDISC6_SOLICITATION, hop_limit),
+                None,
+                "solicitation, hop limit {hop_limit}"
+            );
+            assert_eq!(
+                parse_neighbor_advertisement(&KERNEL_ADVERTISEMENT, hop_limit),
+                None,
+                "advertisement, hop limit {hop_limit}"
+            );
+        }
+        assert!(parse_neighbor_solicitation(&NDISC6_SOLICITATION, 255).is_some());
+        assert!(parse_neighbor_advertisement(&KERNEL_ADVERTISEMENT, 255).is_some());
     }
 
     #[test]
@@ -373,7 +435,7 @@ mod tests {
         let message = unsolicited_neighbor_advertisement(B_IP, B_MAC);
         assert_eq!(message[4..8], [0x20, 0, 0, 0]);
         assert_eq!(
-            parse_neighbor_advertisement(&message),
+            parse_neighbor_advertisement(&message, NDP_HOP_LIMIT),
             Some(NeighborAdvertisement {
                 target: B_IP,
                 router: false,
@@ -388,8 +450,8 @@ mod tests {
     fn ipv6_frames_carry_hop_limit_255_and_a_valid_checksum() {
         let message = solicited_neighbor_advertisement(B_IP, B_MAC);
         let frame = ipv6_frame(B_MAC, A_MAC, B_IP, A_LINK_LOCAL, &message);
-        assert_eq!(&frame[..6], &A_MAC.0);
-        assert_eq!(&frame[6..12], &B_MAC.0);
+        assert_eq!(&frame[..6], &A_MAC.octets());
+        assert_eq!(&frame[6..12], &B_MAC.octets());
         assert_eq!(&frame[12..14], &[0x86, 0xdd]);
         assert_eq!(frame[14] >> 4, 6);
         assert_eq!(
@@ -401,16 +463,21 @@ mod tests {
         assert_eq!(&frame[38..54], &A_LINK_LOCAL.octets());
         let icmp = &frame[54..];
         let stored = u16::from_be_bytes([icmp[2], icmp[3]]);
-        assert_eq!(stored, icmpv6_checksum(B_IP, A_LINK_LOCAL, icmp));
+        assert_eq!(stored, checksum(icmp, B_IP, A_LINK_LOCAL));
         assert_ne!(stored, 0);
-        assert_eq!(parse_neighbor_advertisement(icmp).unwrap().target, B_IP);
+        assert_eq!(
+            parse_neighbor_advertisement(icmp, NDP_HOP_LIMIT)
+                .unwrap()
+                .target,
+            B_IP
+        );
     }
 
     #[test]
     fn solicitation_is_ndisc6s() {
         let message = neighbor_solicitation(B_IP, A_MAC);
         assert_eq!(message, with_zero_checksum(&NDISC6_SOLICITATION));
-        let solicitation = parse_neighbor_solicitation(&message).unwrap();
+        let solicitation = parse_neighbor_solicitation(&message, NDP_HOP_LIMIT).unwrap();
         assert_eq!(solicitation.source_mac, Some(A_MAC));
     }
 
@@ -418,7 +485,7 @@ mod tests {
     fn dad_solicitation_round_trips() {
         let message = dad_neighbor_solicitation(B_IP);
         assert_eq!(message, with_zero_checksum(&NDISC6_SOLICITATION)[..24]);
-        let solicitation = parse_neighbor_solicitation(&message).unwrap();
+        let solicitation = parse_neighbor_solicitation(&message, NDP_HOP_LIMIT).unwrap();
         assert_eq!(
             solicitation,
             NeighborSolicitation {
@@ -451,31 +518,16 @@ mod tests {
             ),
         ];
         for (message, source, destination, want) in cases {
-            assert_eq!(icmpv6_checksum(source, destination, message), want);
+            assert_eq!(checksum(message, source, destination), want);
             // The checksum field is taken as zero, so filling it does not change the result.
             let zeroed = with_zero_checksum(message);
-            assert_eq!(icmpv6_checksum(source, destination, &zeroed), want);
+            assert_eq!(checksum(&zeroed, source, destination), want);
         }
         // Our own advertisement, checksummed, is exactly what the kernel sent.
         let mut ours = solicited_neighbor_advertisement(B_IP, B_MAC);
-        let sum = icmpv6_checksum(B_IP, A_LINK_LOCAL, &ours);
+        let sum = checksum(&ours, B_IP, A_LINK_LOCAL);
         ours[2..4].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(ours, KERNEL_ADVERTISEMENT);
-    }
-
-    #[test]
-    fn checksum_of_short_and_odd_messages() {
-        // Must not panic, and an odd byte counts as the high half of a word.
-        let (a, b) = (Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED);
-        assert_eq!(icmpv6_checksum(a, b, &[]), !(NEXT_HEADER_ICMPV6 as u16));
-        assert_eq!(
-            icmpv6_checksum(a, b, &[1]),
-            !(NEXT_HEADER_ICMPV6 as u16 + 1 + 0x100)
-        );
-        assert_eq!(
-            icmpv6_checksum(a, b, &[1, 2, 0xff, 0xff, 3]),
-            !(NEXT_HEADER_ICMPV6 as u16 + 5 + 0x102 + 0x300)
-        );
     }
 
     #[test]
@@ -484,11 +536,11 @@ mod tests {
         assert_eq!(group, "ff02::1:ff01:2345".parse::<Ipv6Addr>().unwrap());
         assert_eq!(
             multicast_mac(group),
-            Mac([0x33, 0x33, 0xff, 0x01, 0x23, 0x45])
+            MacAddr(0x33, 0x33, 0xff, 0x01, 0x23, 0x45)
         );
         assert_eq!(
             multicast_mac(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)),
-            Mac([0x33, 0x33, 0, 0, 0, 1])
+            MacAddr(0x33, 0x33, 0, 0, 0, 1)
         );
         assert_eq!(
             solicited_node_multicast("fe80::aabb:ccdd:eeff".parse().unwrap()),
@@ -500,7 +552,7 @@ mod tests {
     fn rejects_malformed_solicitations() {
         for len in 0..24 {
             assert_eq!(
-                parse_neighbor_solicitation(&NDISC6_SOLICITATION[..len]),
+                parse_neighbor_solicitation(&NDISC6_SOLICITATION[..len], NDP_HOP_LIMIT),
                 None,
                 "length {len}"
             );
@@ -521,7 +573,11 @@ mod tests {
             ("half an option header", &NDISC6_SOLICITATION[..25]),
             ("cut option", &NDISC6_SOLICITATION[..31]),
         ] {
-            assert_eq!(parse_neighbor_solicitation(message), None, "{name}");
+            assert_eq!(
+                parse_neighbor_solicitation(message, NDP_HOP_LIMIT),
+                None,
+                "{name}"
+            );
         }
     }
 
@@ -533,20 +589,48 @@ mod tests {
         message.extend_from_slice(&[14, 1, 1, 2, 3, 4, 5, 6]);
         message.extend_from_slice(&NDISC6_SOLICITATION[24..]);
         assert_eq!(
-            parse_neighbor_solicitation(&message).unwrap().source_mac,
+            parse_neighbor_solicitation(&message, NDP_HOP_LIMIT)
+                .unwrap()
+                .source_mac,
             Some(A_MAC)
         );
 
         let mut long = NDISC6_SOLICITATION[..24].to_vec();
         long.extend_from_slice(&[1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(parse_neighbor_solicitation(&long).unwrap().source_mac, None);
+        assert_eq!(
+            parse_neighbor_solicitation(&long, NDP_HOP_LIMIT)
+                .unwrap()
+                .source_mac,
+            None
+        );
+    }
+
+    #[test]
+    fn options_of_32_units_and_more_are_skipped_whole() {
+        // pnet's own option sizing overflows from 32 units (256 bytes) up; ours walks past.
+        let mut message = NDISC6_SOLICITATION[..24].to_vec();
+        message.extend_from_slice(&[14, 32]);
+        message.extend_from_slice(&[0; 254]);
+        message.extend_from_slice(&NDISC6_SOLICITATION[24..]);
+        assert_eq!(
+            parse_neighbor_solicitation(&message, NDP_HOP_LIMIT)
+                .unwrap()
+                .source_mac,
+            Some(A_MAC)
+        );
+        message[25] = 34;
+        assert_eq!(
+            parse_neighbor_solicitation(&message, NDP_HOP_LIMIT),
+            None,
+            "an option past the end"
+        );
     }
 
     proptest! {
         #[test]
         fn parsers_never_panic(message in proptest::collection::vec(any::<u8>(), 0..100)) {
-            let _ = parse_neighbor_solicitation(&message);
-            let _ = parse_neighbor_advertisement(&message);
+            let _ = parse_neighbor_solicitation(&message, NDP_HOP_LIMIT);
+            let _ = parse_neighbor_advertisement(&message, NDP_HOP_LIMIT);
         }
 
         // Random bytes rarely have the right type and code: keep them and vary the rest.
@@ -557,25 +641,25 @@ mod tests {
         ) {
             let mut message = vec![kind, 0, 0, 0, 0, 0, 0, 0];
             message.extend_from_slice(&rest);
-            let _ = parse_neighbor_solicitation(&message);
-            let _ = parse_neighbor_advertisement(&message);
+            let _ = parse_neighbor_solicitation(&message, NDP_HOP_LIMIT);
+            let _ = parse_neighbor_advertisement(&message, NDP_HOP_LIMIT);
         }
 
         #[test]
         fn builders_round_trip(target: [u8; 16], mac: [u8; 6]) {
-            let (target, mac) = (Ipv6Addr::from(target), Mac(mac));
+            let (target, mac) = (Ipv6Addr::from(target), MacAddr::from(mac));
             prop_assume!(!target.is_multicast());
             let message = solicited_neighbor_advertisement(target, mac);
-            let solicited = parse_neighbor_advertisement(&message).unwrap();
+            let solicited = parse_neighbor_advertisement(&message, NDP_HOP_LIMIT).unwrap();
             prop_assert_eq!((solicited.target, solicited.target_mac), (target, Some(mac)));
             prop_assert!(solicited.solicited && solicited.override_ && !solicited.router);
             let message = unsolicited_neighbor_advertisement(target, mac);
-            let unsolicited = parse_neighbor_advertisement(&message).unwrap();
+            let unsolicited = parse_neighbor_advertisement(&message, NDP_HOP_LIMIT).unwrap();
             prop_assert_eq!((unsolicited.target, unsolicited.target_mac), (target, Some(mac)));
             prop_assert!(!unsolicited.solicited && unsolicited.override_ && !unsolicited.router);
-            let dad = parse_neighbor_solicitation(&dad_neighbor_solicitation(target)).unwrap();
+            let dad = parse_neighbor_solicitation(&dad_neighbor_solicitation(target), NDP_HOP_LIMIT).unwrap();
             prop_assert_eq!(dad, NeighborSolicitation { target, source_mac: None });
-            let resolve = parse_neighbor_solicitation(&neighbor_solicitation(target, mac)).unwrap();
+            let resolve = parse_neighbor_solicitation(&neighbor_solicitation(target, mac), NDP_HOP_LIMIT).unwrap();
             prop_assert_eq!(resolve, NeighborSolicitation { target, source_mac: Some(mac) });
         }
     }
