@@ -280,7 +280,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (stopped, taken) = (stopped.unwrap(), taken.unwrap());
-    let log = leader.log_tail(50);
+    let log = leader.log_tail(usize::MAX);
     let why = log
         .lines()
         .find(|l| l.starts_with("Error: lost the leader lease"))

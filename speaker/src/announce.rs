@@ -285,7 +285,7 @@ fn names_address(message: &str, ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Mac;
+    use crate::packet::MacAddr;
     use herald_crds::{IPAddressPool, L2Advertisement};
     use k8s_openapi::api::core::v1::{Node, Service};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -301,7 +301,7 @@ mod tests {
         vec![Interface {
             name: "eth0".into(),
             index: 2,
-            mac: Mac::ZERO,
+            mac: MacAddr::zero(),
             up,
             suitable_by_default: true,
         }]

@@ -104,7 +104,7 @@ mod tests {
         Interface {
             name: name.into(),
             index: 1,
-            mac: Mac::ZERO,
+            mac: MacAddr::zero(),
             up,
             suitable_by_default: suitable,
         }
