@@ -298,9 +298,29 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
         stopped < taken,
         "replica-a stopped {stopped:?} after the cut, after replica-b took the lease ({taken:?})"
     );
-    for i in 0..10 {
-        addresses(&cluster, &format!("during-{i}")).await;
-    }
+    // The new leader serves the Services created during the cut (on a loaded machine its
+    // first writes can take a while).
+    let api = services(&cluster);
+    eventually(
+        Duration::from_secs(60),
+        "addresses for the Services created during the cut",
+        || async {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let served = list
+                .items
+                .iter()
+                .filter(|s| {
+                    s.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("during-"))
+                })
+                .filter(|s| !ingress(s).is_empty())
+                .count();
+            (served == 10).then_some(())
+        },
+    )
+    .await;
 
     // The link heals, and the old leader comes back as its Deployment would restart it.
     tokio::time::sleep(Duration::from_secs(2)).await;

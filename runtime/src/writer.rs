@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use kube::Client;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use crate::forbidden;
 
@@ -126,6 +126,12 @@ impl<W: StatusWrite> Writer<W> {
             Err(kube::Error::Api(s)) if s.code == 409 => Outcome::Conflict,
             Err(_) => Outcome::Error,
         };
+        if outcome == Outcome::Conflict {
+            debug!(
+                ?target,
+                "the object changed since this write was decided (409); dropped"
+            );
+        }
         if let Err(e) = result
             && outcome == Outcome::Error
         {
