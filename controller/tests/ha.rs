@@ -45,15 +45,7 @@ async fn killing_the_leader_mid_stream_loses_nothing_and_duplicates_nothing() {
     let mut replicas = [replica("replica-a"), replica("replica-b")];
 
     let leases: Api<Lease> = Api::namespaced(cluster.client(), &ns);
-    let holder = || async {
-        leases
-            .get("herald-controller")
-            .await
-            .ok()?
-            .spec?
-            .holder_identity
-            .filter(|h| !h.is_empty())
-    };
+    let holder = || lease_holder(&leases);
     let leader = eventually(WAIT, "a leader", holder).await;
 
     for i in 0..60 {
@@ -111,6 +103,17 @@ async fn killing_the_leader_mid_stream_loses_nothing_and_duplicates_nothing() {
         "{}",
         survivor.log_tail(30)
     );
+}
+
+/// Who holds the controllers' leader Lease, if anyone.
+async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get("herald-controller")
+        .await
+        .ok()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
 }
 
 /// Every address each Service showed, in order, as a watcher over all of them saw it, and
@@ -225,15 +228,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_can_be_take
     let classed = json!({ "loadBalancerClass": class });
     let mut leader = replica(0);
     let leases: Api<Lease> = Api::namespaced(cluster.client(), &ns);
-    let holder = || async {
-        leases
-            .get("herald-controller")
-            .await
-            .ok()?
-            .spec?
-            .holder_identity
-            .filter(|h| !h.is_empty())
-    };
+    let holder = || lease_holder(&leases);
     eventually(WAIT, "replica-a to lead", || async {
         (holder().await? == "replica-a").then_some(())
     })
