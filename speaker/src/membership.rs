@@ -221,6 +221,7 @@ impl Membership {
             alive: alive_tx,
             key_dir: config.key_dir,
             keys,
+            last_sealed_ms: 0,
             replays: ReplayGuard::new(gossip_auth::WINDOW, gossip_auth::REMEMBERED),
             peers: BTreeMap::new(),
             metrics,
@@ -338,6 +339,8 @@ struct Agent {
     alive: watch::Sender<BTreeSet<String>>,
     key_dir: PathBuf,
     keys: Keys,
+    /// The date of the last datagram sealed: each one gets a later date than the one before.
+    last_sealed_ms: u64,
     replays: ReplayGuard,
     /// The speakers' gossip addresses by node name, from the Node objects.
     peers: BTreeMap<String, SocketAddr>,
@@ -545,7 +548,11 @@ impl Agent {
     /// Carries out what foca asked for: packets, timers, notifications.
     async fn flush(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
-            let sealed = self.keys.seal(&data, to.addr, now_ms());
+            // Two identical datagrams sealed within one millisecond (foca sends such) would be
+            // byte for byte the same, and the receiver would drop the second as a replay.
+            let dated = now_ms().max(self.last_sealed_ms + 1);
+            self.last_sealed_ms = dated;
+            let sealed = self.keys.seal(&data, to.addr, dated);
             if let Err(error) = self.socket.send_to(&sealed, to.addr).await {
                 debug!(to = %to.addr, %error, "gossip send failed");
             }
