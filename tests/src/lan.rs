@@ -164,6 +164,37 @@ impl Lan {
         netns
     }
 
+    /// Joins `host` to the switch by one more interface, `eth<k>` (k from 1 to 9), up and
+    /// without addresses of its own, with MAC `02:00:00:00:0<k>:<n in hex>`; returns the MAC.
+    /// For nodes with two links on one segment, or an interface an advertisement names.
+    pub fn add_interface(&mut self, host: &Host, interface: &str) -> String {
+        let k: u8 = interface
+            .strip_prefix("eth")
+            .and_then(|k| k.parse().ok())
+            .filter(|k| (1..=9).contains(k))
+            .unwrap_or_else(|| panic!("interface {interface:?} is not eth1 to eth9"));
+        let n = host.ipv4.octets()[3];
+        let mac = format!("02:00:00:00:{k:02x}:{n:02x}");
+        let port = format!("v{n}-{interface}");
+        ip_n(
+            &self.switch,
+            &format!(
+                "link add {port} type veth peer name {interface} address {mac} netns {}",
+                host.netns
+            ),
+        );
+        ip_n(&self.switch, &format!("link set {port} master br0 up"));
+        sysctl(
+            &host.netns,
+            &[
+                &format!("net.ipv6.conf.{interface}.accept_dad=0"),
+                &format!("net.ipv6.conf.{interface}.keep_addr_on_down=1"),
+            ],
+        );
+        host.interface_up(interface);
+        mac
+    }
+
     pub fn host(&self, name: &str) -> &Host {
         self.hosts
             .iter()
@@ -210,11 +241,20 @@ impl Host {
     }
 
     pub fn link_down(&self) {
-        ip_n(&self.netns, &format!("link set {ETH} down"));
+        self.interface_down(ETH);
     }
 
     pub fn link_up(&self) {
-        ip_n(&self.netns, &format!("link set {ETH} up"));
+        self.interface_up(ETH);
+    }
+
+    /// Takes one of the host's interfaces down (`eth0`, or one from [`Lan::add_interface`]).
+    pub fn interface_down(&self, interface: &str) {
+        ip_n(&self.netns, &format!("link set {interface} down"));
+    }
+
+    pub fn interface_up(&self, interface: &str) {
+        ip_n(&self.netns, &format!("link set {interface} up"));
     }
 
     /// The MACs that answered `arping -c count -w timeout ip` from `eth0`, in order, with
