@@ -195,24 +195,6 @@ fn the_kustomize_base_is_the_chart_with_its_defaults() {
     );
 }
 
-/// The container of the workload `kind` in deploy/herald.yaml: its binary and arguments.
-fn container(kind: &str) -> (String, Vec<String>) {
-    let object = install::deploy_objects()
-        .into_iter()
-        .find(|o| o["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} in deploy/herald.yaml"));
-    let container = &object["spec"]["template"]["spec"]["containers"][0];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| s.as_str().expect("a string").to_owned())
-            .collect()
-    };
-    let command = strings(&container["command"]);
-    (command[0].clone(), strings(&container["args"]))
-}
-
 /// The `--flag` defaults that `binary --help` shows.
 fn defaults(binary: &Path) -> BTreeMap<String, String> {
     let output = Command::new(binary)
@@ -240,7 +222,7 @@ fn defaults(binary: &Path) -> BTreeMap<String, String> {
 #[test]
 fn the_manifests_pass_the_binaries_flags_with_their_defaults() {
     for kind in ["Deployment", "DaemonSet"] {
-        let (command, args) = container(kind);
+        let (command, args) = install::deploy_container(kind);
         let binary = workspace_binary(command.trim_start_matches('/'));
         let output = Command::new(&binary)
             .args(&args)
