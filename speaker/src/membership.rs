@@ -1030,10 +1030,7 @@ mod tests {
     /// An IPv4 socket cannot send to an IPv6 peer: counted, not only logged.
     #[tokio::test]
     async fn membership_counts_the_datagrams_it_cannot_send() {
-        let peers = watch::Sender::new(Peers::from([(
-            "b".into(),
-            "[::1]:7946".parse().unwrap(),
-        )]));
+        let peers = watch::Sender::new(Peers::from([("b".into(), "[::1]:7946".parse().unwrap())]));
         let (_a, metrics) = start_with("a", "cluster", &peers).await;
         tokio::time::timeout(Duration::from_secs(5), async {
             while metrics.gossip_send_failures.get() == 0 {

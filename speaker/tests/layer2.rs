@@ -521,7 +521,10 @@ async fn an_ipv6_only_cluster_answers_ndp_and_another_node_takes_over_when_the_w
     let ip = "2001:db8::230";
     lab.service("web", &[ip], false, &[0]).await;
     let (winner, message) = lab.settled("web", ip).await;
-    assert!(message.contains(&format!(" answers for {ip} on eth0: ")), "{message}");
+    assert!(
+        message.contains(&format!(" answers for {ip} on eth0: ")),
+        "{message}"
+    );
 
     for (node, host, _) in &lab.nodes {
         let url = format!("http://[{}]:9403/metrics", host.ipv6);
