@@ -209,11 +209,25 @@ fn defaults(binary: &Path) -> BTreeMap<String, String> {
             flag = rest.split([' ', '=']).next().map(str::to_owned);
         }
         if let (Some(flag), Some((_, value))) = (&flag, line.split_once("[default: ")) {
-            let value = value.split(']').next().unwrap_or_default();
-            defaults.insert(flag.clone(), value.to_owned());
+            defaults.insert(flag.clone(), up_to_closing_bracket(value).to_owned());
         }
     }
     defaults
+}
+
+/// `text` up to the `]` that closes the bracket it is in: a default such as `[::]:9403` holds
+/// brackets of its own.
+fn up_to_closing_bracket(text: &str) -> &str {
+    let mut depth = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth == 0 => return &text[..i],
+            ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    text
 }
 
 /// Every flag the manifests pass is one the binary takes, with a value it accepts, and with
