@@ -67,8 +67,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = flags::parse(AdminDefaults {
-        metrics: "0.0.0.0:9401",
-        health: "0.0.0.0:9402",
+        metrics: "[::]:9401",
+        health: "[::]:9402",
     });
     let timings = Timings {
         lease_duration: args.lease_duration,

@@ -33,17 +33,17 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let bind = |address: SocketAddr, flag: &'static str| async move {
-        tokio::net::TcpListener::bind(address)
-            .await
+    // Dual-stack on `[::]`: kubelet probes the Pod's address, IPv6 on an IPv6-only cluster.
+    let bind = |address: SocketAddr, flag: &'static str| {
+        crate::dual_stack::tcp_listener(address)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {address}: {e}")))
     };
     if metrics == health {
-        let listener = bind(metrics, "--metrics-bind-address").await?;
+        let listener = bind(metrics, "--metrics-bind-address")?;
         return axum::serve(listener, metrics_app.merge(health_app)).await;
     }
-    let metrics_listener = bind(metrics, "--metrics-bind-address").await?;
-    let health_listener = bind(health, "--health-bind-address").await?;
+    let metrics_listener = bind(metrics, "--metrics-bind-address")?;
+    let health_listener = bind(health, "--health-bind-address")?;
     tokio::try_join!(
         axum::serve(metrics_listener, metrics_app),
         axum::serve(health_listener, health_app)

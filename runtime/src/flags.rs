@@ -33,7 +33,8 @@ pub struct CommonArgs {
 }
 
 /// Each binary's own defaults for the shared addresses (they differ, so that a speaker and a
-/// controller on one host's network do not clash).
+/// controller on one host's network do not clash). `[::]` takes IPv4 and IPv6 alike
+/// ([`dual_stack`](crate::dual_stack)).
 pub struct AdminDefaults {
     pub metrics: &'static str,
     pub health: &'static str,

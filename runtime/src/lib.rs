@@ -1,8 +1,9 @@
 //! What both Herald binaries run on: their shared flags and start-up (`flags`: the API client
 //! from `--kubeconfig`, logging, the admin server with `/healthz`, `/readyz`, `/metrics`),
-//! Events, and shutdown signals. `anyhow` is fine here: these run only in the binaries' `main`.
+//! dual-stack sockets, Events, and shutdown signals. `anyhow` is fine here: these run only in the binaries' `main`.
 
 pub mod admin;
+pub mod dual_stack;
 pub mod events;
 pub mod flags;
 pub mod watches;

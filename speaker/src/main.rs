@@ -28,8 +28,10 @@ struct Args {
     #[command(flatten)]
     common: CommonArgs,
 
-    /// Where the speakers gossip (UDP); peers use this port on each Node's InternalIP.
-    #[arg(long, default_value = "0.0.0.0:7946")]
+    /// Where the speakers gossip (UDP); peers use this port on each Node's InternalIP. `[::]`
+    /// takes IPv4 and IPv6 (0.0.0.0 on a kernel without IPv6); an address must be able to
+    /// receive at this Node's InternalIP.
+    #[arg(long, default_value = "[::]:7946")]
     gossip_bind_address: SocketAddr,
 
     /// Folder of the gossip keys (the Secret herald-gossip-key, mounted): a file per key; the
@@ -81,8 +83,8 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Args = flags::parse(AdminDefaults {
-        metrics: "0.0.0.0:9403",
-        health: "0.0.0.0:9404",
+        metrics: "[::]:9403",
+        health: "[::]:9404",
     });
     check_timings(&args)?;
     let client = args.common.start().await?;

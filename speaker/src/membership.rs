@@ -13,7 +13,7 @@ use std::{
     cmp::Reverse,
     collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, binary_heap::PeekMut},
     fmt::Display,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     num::{NonZeroU8, NonZeroUsize},
     path::PathBuf,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -31,6 +31,8 @@ use tokio::{
     time::{Instant, MissedTickBehavior},
 };
 use tracing::{debug, info, warn};
+
+use herald_runtime::dual_stack;
 
 use crate::gossip_auth::{self, KeyError, Keys, ReplayGuard};
 use crate::metrics::{DropReason, GossipKey, Metrics};
@@ -50,7 +52,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub struct Config {
     /// This speaker's Kubernetes node name.
     pub node: String,
-    /// UDP address to listen on, e.g. `0.0.0.0:7946`.
+    /// UDP address to listen on, e.g. `[::]:7946` (dual-stack: see [`dual_stack`]).
     pub bind: SocketAddr,
     /// Address the peers reach this speaker on. Port 0 stands for the port
     /// `bind` got (ephemeral ports, in tests).
@@ -170,6 +172,17 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "--gossip-bind-address {bind} (bound to {bound}) cannot receive the gossip that peers send \
+         to this node's address {advertise}, its Node's InternalIP: bind [::]:{port} (IPv4 and \
+         IPv6) or the InternalIP itself",
+        port = bind.port()
+    )]
+    Unreachable {
+        bind: SocketAddr,
+        bound: SocketAddr,
+        advertise: SocketAddr,
+    },
     #[error("invalid gossip timings: {0}")]
     Timings(&'static str),
     #[error(transparent)]
@@ -200,10 +213,18 @@ impl Membership {
             addr: config.bind,
             source,
         };
-        let socket = UdpSocket::bind(config.bind).await.map_err(bind_error)?;
+        let socket = dual_stack::udp(config.bind).map_err(bind_error)?;
+        let bound = socket.local_addr().map_err(bind_error)?;
         let mut advertise = config.advertise;
         if advertise.port() == 0 {
-            advertise.set_port(socket.local_addr().map_err(bind_error)?.port());
+            advertise.set_port(bound.port());
+        }
+        if !receives_at(bound.ip(), advertise.ip()) {
+            return Err(Error::Unreachable {
+                bind: config.bind,
+                bound,
+                advertise,
+            });
         }
 
         let identity = Identity {
@@ -304,6 +325,16 @@ fn start_generation() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_micros() as u64)
+}
+
+/// Whether a socket bound to `bound` receives what is sent to `advertise`: `[::]` (dual-stack)
+/// does for both families, `0.0.0.0` for IPv4 only, any other address for itself only.
+fn receives_at(bound: IpAddr, advertise: IpAddr) -> bool {
+    match bound {
+        IpAddr::V6(any) if any.is_unspecified() => true,
+        IpAddr::V4(any) if any.is_unspecified() => advertise.is_ipv4(),
+        address => address == advertise,
+    }
 }
 
 /// Milliseconds since the epoch: the date on sealed datagrams.
@@ -463,6 +494,16 @@ impl Agent {
         }
     }
 
+    /// A peer that gossip cannot reach soon looks dead, and this node cut off: worth a warning.
+    fn send_failed(&mut self, to: SocketAddr, error: &std::io::Error) {
+        self.metrics.gossip_send_failures.inc();
+        if self.may_warn("send") {
+            warn!(%to, %error, "gossip send failed (further failures are counted in herald_speaker_gossip_send_failures_total, logged at debug level)");
+        } else {
+            debug!(%to, %error, "gossip send failed");
+        }
+    }
+
     /// True if no warning of this kind was logged within [`WARN_EVERY`].
     fn may_warn(&mut self, kind: &'static str) -> bool {
         let now = Instant::now();
@@ -554,7 +595,7 @@ impl Agent {
             self.last_sealed_ms = dated;
             let sealed = self.keys.seal(&data, to.addr, dated);
             if let Err(error) = self.socket.send_to(&sealed, to.addr).await {
-                debug!(to = %to.addr, %error, "gossip send failed");
+                self.send_failed(to.addr, &error);
             }
         }
         let now = Instant::now();
@@ -926,6 +967,78 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.to_string().contains(&taken.to_string()), "{error}");
+    }
+
+    /// Two speakers bound to `[::]`, one gossiping on IPv4 and one on IPv6, as on the nodes
+    /// of a dual-stack cluster whose Nodes list either family first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_dual_stack_sockets_gossip_with_either_family() {
+        let peers = watch::Sender::new(Peers::new());
+        let mut members = Vec::new();
+        for (node, advertise) in [("a", "127.0.0.1:0"), ("b", "[::1]:0")] {
+            let config = Config {
+                bind: "[::]:0".parse().unwrap(),
+                advertise: advertise.parse().unwrap(),
+                ..config(node)
+            };
+            let member = Membership::start(config, peers.subscribe(), Metrics::default())
+                .await
+                .expect("membership starts");
+            members.push(member);
+        }
+        peers.send_replace(Peers::from([
+            ("a".into(), members[0].advertise()),
+            ("b".into(), members[1].advertise()),
+        ]));
+        for member in &members {
+            wait_for(member, &["a", "b"], Instant::now(), Duration::from_secs(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn membership_refuses_a_bind_address_that_cannot_receive_at_the_advertised_one() {
+        let config = Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            advertise: "[::1]:7946".parse().unwrap(),
+            ..config("a")
+        };
+        let (_none, no_seeds) = watch::channel(Peers::new());
+        let error = Membership::start(config, no_seeds, Metrics::default())
+            .await
+            .err()
+            .expect("refused");
+        let message = error.to_string();
+        for part in ["--gossip-bind-address 127.0.0.1:0", "[::1]:7946", "[::]:0"] {
+            assert!(message.contains(part), "{part:?} not in: {message}");
+        }
+    }
+
+    #[test]
+    fn membership_a_socket_receives_at_its_own_address_or_a_wildcard_of_its_family() {
+        let receives = |bound: &str, advertise: &str| {
+            receives_at(bound.parse().unwrap(), advertise.parse().unwrap())
+        };
+        assert!(receives("::", "192.0.2.11"));
+        assert!(receives("::", "2001:db8::11"));
+        assert!(receives("0.0.0.0", "192.0.2.11"));
+        assert!(!receives("0.0.0.0", "2001:db8::11"));
+        assert!(receives("2001:db8::11", "2001:db8::11"));
+        assert!(!receives("2001:db8::11", "2001:db8::12"));
+        assert!(!receives("192.0.2.11", "2001:db8::11"));
+    }
+
+    /// An IPv4 socket cannot send to an IPv6 peer: counted, not only logged.
+    #[tokio::test]
+    async fn membership_counts_the_datagrams_it_cannot_send() {
+        let peers = watch::Sender::new(Peers::from([("b".into(), "[::1]:7946".parse().unwrap())]));
+        let (_a, metrics) = start_with("a", "cluster", &peers).await;
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while metrics.gossip_send_failures.get() == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the announce to b failed and was counted");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct Metrics {
     pub fenced: Gauge,
     pub status_writes: Counter,
     pub gossip_dropped: Family<DropReason, Counter>,
+    pub gossip_send_failures: Counter,
     pub gossip_keys: Family<GossipKey, Gauge>,
 }
 
@@ -125,6 +126,11 @@ impl Metrics {
             "gossip_packets_dropped",
             "Gossip datagrams dropped: unauthenticated, replayed, or from no known Node, by reason",
             metrics.gossip_dropped.clone(),
+        );
+        r.register(
+            "gossip_send_failures",
+            "Gossip datagrams the kernel refused to send (no route, wrong address family)",
+            metrics.gossip_send_failures.clone(),
         );
         r.register(
             "gossip_keys",

@@ -570,6 +570,24 @@ mod tests {
         );
     }
 
+    /// The speaker gossips on its Node's InternalIP: the IPv6 one on an IPv6-only Node, the
+    /// IPv4 one on a dual-stack Node whichever it lists first.
+    #[test]
+    fn a_node_gossips_on_its_ipv4_internal_ip_if_it_has_one_else_its_ipv6_one() {
+        let node_with = |name: &str, addresses: &[&str]| -> Node {
+            let addresses: Vec<_> = addresses
+                .iter()
+                .map(|ip| json!({"type": "InternalIP", "address": ip}))
+                .collect();
+            from(json!({"metadata": {"name": name}, "status": {"addresses": addresses}}))
+        };
+        let mut world = World::default();
+        world.apply_node(&node_with("v6", &["2001:db8::11"]));
+        world.apply_node(&node_with("dual", &["2001:db8::12", "192.0.2.12"]));
+        assert_eq!(world.address("v6"), Some("2001:db8::11".parse().unwrap()));
+        assert_eq!(world.address("dual"), Some("192.0.2.12".parse().unwrap()));
+    }
+
     #[test]
     fn a_malformed_selector_keeps_what_the_advertisement_announced_and_says_why() {
         let mut world = world();

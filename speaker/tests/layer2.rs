@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use herald_speaker::heartbeat;
 use herald_tests::eventually;
-use herald_tests::lan::Host;
+use herald_tests::lan::{Family, Host};
 use herald_tests::objects::services;
 use herald_tests::speaker_lan::{SpeakerLan, WAIT, winner_index};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -501,5 +501,48 @@ async fn heartbeat_leases_of_deleted_nodes_fence_nobody_while_the_api_server_is_
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str()),
         ("Node", lab.nodes[winner].0.as_str())
+    );
+}
+
+/// An IPv6-only cluster: no host has an IPv4 address on its link, the Node objects give only
+/// IPv6 InternalIPs, the API server is reached over IPv6, and the speakers bind where
+/// `deploy/` binds them. The speakers find each other by gossip, exactly one answers NDP, and
+/// another takes over when it dies. Prometheus reaches each speaker on its node's address.
+#[tokio::test]
+async fn an_ipv6_only_cluster_answers_ndp_and_another_node_takes_over_when_the_winner_dies() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = SpeakerLan::with_family(
+        "l2-v6only",
+        3,
+        Path::new(env!("CARGO_BIN_EXE_herald-speaker")),
+        Family::Ipv6Only,
+    )
+    .await;
+    let ip = "2001:db8::230";
+    lab.service("web", &[ip], false, &[0]).await;
+    let (winner, message) = lab.settled("web", ip).await;
+    assert!(
+        message.contains(&format!(" answers for {ip} on eth0: ")),
+        "{message}"
+    );
+
+    for (node, host, _) in &lab.nodes {
+        let url = format!("http://[{}]:9403/metrics", host.ipv6);
+        let metrics = lab.client.run("curl", &["-sS", "--max-time", "2", &url]);
+        assert!(
+            metrics.contains("herald_speaker_peers_alive 3"),
+            "{node}'s metrics at {url}:\n{metrics}"
+        );
+    }
+
+    lab.kill_speaker(winner);
+    let new_winner = eventually(WAIT, "another node to answer NDP", || async {
+        let (node, _) = lab.settled("web", ip).await;
+        (node != winner).then_some(node)
+    })
+    .await;
+    assert_eq!(
+        lab.answers(ip).await,
+        BTreeSet::from([lab.nodes[new_winner].1.mac.clone()])
     );
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::lan::Host;
+use crate::lan::{Family, Host};
 use crate::{ApiServer, spawn_tied};
 
 pub const API_PORT: u16 = 6443;
@@ -25,7 +25,8 @@ pub struct ApiBridge {
 }
 
 impl ApiBridge {
-    /// Serves the API on `host`'s IPv4 address, port [`API_PORT`].
+    /// Serves the API on `host`'s IPv4 address (its IPv6 address on an IPv6-only LAN), port
+    /// [`API_PORT`].
     pub fn new(server: &ApiServer, host: &Host) -> ApiBridge {
         let admin: serde_yaml::Value = read_kubeconfig(&server.kubeconfig_path());
         let loopback = admin["clusters"][0]["cluster"]["server"]
@@ -42,12 +43,19 @@ impl ApiBridge {
             .stderr(Stdio::null());
         let root_side =
             spawn_tied(root_side).expect("starting socat (scripts/install-deps installs it)");
+        let (listen, authority) = match host.family {
+            Family::DualStack => (
+                format!("TCP4-LISTEN:{API_PORT},bind={}", host.ipv4),
+                format!("{}:{API_PORT}", host.ipv4),
+            ),
+            Family::Ipv6Only => (
+                format!("TCP6-LISTEN:{API_PORT},bind=[{}]", host.ipv6),
+                format!("[{}]:{API_PORT}", host.ipv6),
+            ),
+        };
         let mut lan_side = host.command("socat");
         lan_side
-            .arg(format!(
-                "TCP-LISTEN:{API_PORT},bind={},fork,reuseaddr",
-                host.ipv4
-            ))
+            .arg(format!("{listen},fork,reuseaddr"))
             .arg(format!("UNIX-CONNECT:{}", socket.display()))
             .stderr(Stdio::null());
         let lan_side = spawn_tied(lan_side).expect("starting socat in the API host");
@@ -61,7 +69,7 @@ impl ApiBridge {
             std::thread::sleep(Duration::from_millis(20));
         }
         let mut bridge = ApiBridge {
-            url: format!("https://{}:{API_PORT}", host.ipv4),
+            url: format!("https://{authority}"),
             netns: host.netns.clone(),
             kubeconfig: PathBuf::new(),
             socket,

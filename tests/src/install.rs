@@ -36,6 +36,25 @@ pub fn deploy_objects() -> Vec<Value> {
     parse_documents(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
+/// The first container of the workload `kind` in `deploy/herald.yaml`: its binary and
+/// arguments.
+pub fn deploy_container(kind: &str) -> (String, Vec<String>) {
+    let object = deploy_objects()
+        .into_iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in deploy/herald.yaml"));
+    let container = &object["spec"]["template"]["spec"]["containers"][0];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    let command = strings(&container["command"]);
+    (command[0].clone(), strings(&container["args"]))
+}
+
 /// The objects of a multi-document YAML stream, empty documents left out.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, serde_yaml::Error> {
     let mut objects = Vec::new();

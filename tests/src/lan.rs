@@ -7,8 +7,9 @@
 //! deletes its namespaces when dropped, also when its test panics, and [`Lan::new`] deletes those
 //! left by processes that died before they could.
 //!
-//! Host `n` has `192.0.2.<n>/24` and `2001:db8::<n>/64` on its `eth0`: documentation addresses
-//! only, and nothing is configured outside the namespaces made here.
+//! Host `n` has `192.0.2.<n>/24` and `2001:db8::<n>/64` on its `eth0` (only the latter on an
+//! IPv6-only LAN): documentation addresses only, and nothing is configured outside the
+//! namespaces made here.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -29,9 +30,19 @@ const CAPTURE_LAG: Duration = Duration::from_secs(2);
 pub struct Lan {
     prefix: String,
     switch: String,
+    family: Family,
     hosts: Vec<Host>,
     /// Every namespace made so far, deleted on drop.
     namespaces: Vec<String>,
+}
+
+/// Which addresses the hosts of a [`Lan`] have on `eth0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// An IPv4 and an IPv6 address.
+    DualStack,
+    /// Only an IPv6 address (and link-local ones), as on the nodes of an IPv6-only cluster.
+    Ipv6Only,
 }
 
 /// A host on a [`Lan`]: a network namespace with `eth0` on the LAN.
@@ -41,8 +52,10 @@ pub struct Host {
     pub netns: String,
     /// `02:00:00:00:00:<n in hex>`, lowercase as `ip`, `arping` and `ndisc6` print it.
     pub mac: String,
+    /// On `eth0` only if `family` is [`Family::DualStack`].
     pub ipv4: Ipv4Addr,
     pub ipv6: Ipv6Addr,
+    pub family: Family,
 }
 
 /// A neighbour advertisement for the address a host solicited.
@@ -66,12 +79,18 @@ pub struct Neighbour {
 impl Lan {
     /// An empty LAN. `name` (letters, digits, `-`) must be unique among the LANs of this process.
     pub fn new(name: &str) -> Lan {
+        Lan::with_family(name, Family::DualStack)
+    }
+
+    /// An empty LAN whose hosts get the addresses of `family`.
+    pub fn with_family(name: &str, family: Family) -> Lan {
         check_name(name);
         remove_leftovers();
         let prefix = format!("{PREFIX}{}-{name}-", std::process::id());
         let mut lan = Lan {
             switch: format!("{prefix}sw"),
             prefix,
+            family,
             hosts: Vec::new(),
             namespaces: Vec::new(),
         };
@@ -93,8 +112,8 @@ impl Lan {
         lan
     }
 
-    /// Adds host `n` (1 to 254, unique on the LAN): `eth0` up with `192.0.2.<n>/24`,
-    /// `2001:db8::<n>/64` (n's decimal digits, as in the IPv4 address) and MAC
+    /// Adds host `n` (1 to 254, unique on the LAN): `eth0` up with `192.0.2.<n>/24` (unless the
+    /// LAN is IPv6-only), `2001:db8::<n>/64` (n's decimal digits, as in the IPv4 address) and MAC
     /// `02:00:00:00:00:<n in hex>`, loopback up. IPv6 duplicate address detection is off on
     /// `eth0`, so that addresses are usable at once, and addresses stay while the link is down;
     /// everything else is as the kernel has it.
@@ -117,6 +136,7 @@ impl Lan {
             mac: format!("02:00:00:00:00:{n:02x}"),
             ipv4: Ipv4Addr::new(192, 0, 2, n),
             ipv6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, v6_suffix),
+            family: self.family,
         };
         self.add_netns(&host.netns);
         let port = format!("v{n}");
@@ -136,7 +156,9 @@ impl Lan {
             ],
         );
         ip_n(&host.netns, "link set lo up");
-        host.add_address(&format!("{}/24", host.ipv4));
+        if self.family == Family::DualStack {
+            host.add_address(&format!("{}/24", host.ipv4));
+        }
         host.add_address(&format!("{}/64", host.ipv6));
         host.link_up();
         self.hosts.push(host.clone());

@@ -1,8 +1,9 @@
 //! A LAN of network namespaces running the real herald-speaker: an API host bridged to the
 //! test API server, a client and some nodes, with the Node objects, a pool and an
 //! L2Advertisement a real cluster would hold, and the gossip key each node's kubelet would
-//! mount. Services get their status as the controller would write it. Used by the speaker's
-//! layer-2 and gossip tests and its benchmark.
+//! mount. Services get their status as the controller would write it. The speakers bind
+//! gossip, metrics and health where `deploy/` binds them. Used by the speaker's layer-2 and
+//! gossip tests and its benchmark.
 
 use herald_crds::{conditions, field_managers, reasons};
 use std::collections::BTreeSet;
@@ -18,7 +19,8 @@ use serde_json::{Value, json};
 
 use crate::bridge::ApiBridge;
 use crate::gossip_key;
-use crate::lan::{Host, Lan};
+use crate::install;
+use crate::lan::{Family, Host, Lan};
 use crate::objects::{self, services};
 use crate::{TestCluster, eventually, test_cluster};
 
@@ -40,8 +42,19 @@ pub struct SpeakerLan {
 impl SpeakerLan {
     /// A LAN with an API host, a client and `node_count` nodes, each running `speaker`.
     pub async fn new(name: &str, node_count: usize, speaker: &Path) -> SpeakerLan {
+        SpeakerLan::with_family(name, node_count, speaker, Family::DualStack).await
+    }
+
+    /// As [`SpeakerLan::new`], with hosts of `family`. The Node objects give each host's
+    /// IPv4 address as its InternalIP, or its IPv6 address on an IPv6-only LAN.
+    pub async fn with_family(
+        name: &str,
+        node_count: usize,
+        speaker: &Path,
+        family: Family,
+    ) -> SpeakerLan {
         let cluster = test_cluster(name).await;
-        let mut lan = Lan::new(name);
+        let mut lan = Lan::with_family(name, family);
         let api = lan.add_host("api", 2);
         let client = lan.add_host("client", 100);
         let bridge = ApiBridge::new(cluster.server(), &api);
@@ -80,7 +93,11 @@ impl SpeakerLan {
     pub async fn add_node(&mut self, host_name: &str, n: u8) -> usize {
         let host = self.lan.add_host(host_name, n);
         let node = self.cluster.unique_name(host_name);
-        objects::create_node(&self.cluster, &node, &[IpAddr::V4(host.ipv4)], &[]).await;
+        let internal_ip = match host.family {
+            Family::DualStack => IpAddr::V4(host.ipv4),
+            Family::Ipv6Only => IpAddr::V6(host.ipv6),
+        };
+        objects::create_node(&self.cluster, &node, &[internal_ip], &[]).await;
         self.nodes.push((node, host, None));
         let i = self.nodes.len() - 1;
         gossip_key::project(&self.key_dir(i), &[("primary", &self.gossip_key)]);
@@ -130,12 +147,7 @@ impl SpeakerLan {
             .arg(&kubeconfig)
             .arg("--gossip-key-dir")
             .arg(&key_dir)
-            .args([
-                "--metrics-bind-address",
-                "127.0.0.1:9403",
-                "--health-bind-address",
-                "127.0.0.1:9404",
-            ])
+            .args(deploy_bind_flags())
             .env("RUST_LOG", "info,herald_speaker=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
@@ -225,8 +237,8 @@ impl SpeakerLan {
         objects::announced(&services(&self.cluster), service, reason, WAIT).await
     }
 
-    /// Waits until exactly the node that the Service's condition names answers ARP for `ip`;
-    /// returns that node and the condition's message.
+    /// Waits until exactly the node that the Service's condition names answers ARP (NDP for an
+    /// IPv6 `ip`) for `ip`; returns that node and the condition's message.
     pub async fn settled(&self, service: &str, ip: &str) -> (usize, String) {
         eventually(
             WAIT,
@@ -234,12 +246,28 @@ impl SpeakerLan {
             || async {
                 let message = self.announced(service, "Announced").await;
                 let winner = winner_index(self, &message);
-                let answers = self.arp_answers(ip).await;
+                let answers = self.answers(ip).await;
                 (answers == BTreeSet::from([self.nodes[winner].1.mac.clone()]))
                     .then_some((winner, message))
             },
         )
         .await
+    }
+
+    /// The MACs answering for `ip` from the client (ARP for IPv4, NDP for IPv6), as a set.
+    pub async fn answers(&self, ip: &str) -> BTreeSet<String> {
+        match ip.parse().unwrap() {
+            IpAddr::V4(_) => self.arp_answers(ip).await,
+            IpAddr::V6(ip) => {
+                let client = self.client.clone();
+                tokio::task::spawn_blocking(move || client.ndisc(ip, Duration::from_millis(600)))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|advert| advert.mac)
+                    .collect()
+            }
+        }
     }
 
     /// The MACs answering ARP for `ip` from the client, as a set.
@@ -267,6 +295,17 @@ impl Drop for SpeakerLan {
             }
         }
     }
+}
+
+/// The speaker's `--*-bind-address` arguments in `deploy/herald.yaml`.
+fn deploy_bind_flags() -> Vec<String> {
+    let (_, args) = install::deploy_container("DaemonSet");
+    args.into_iter()
+        .filter(|arg| {
+            arg.split_once('=')
+                .is_some_and(|(flag, _)| flag.ends_with("-bind-address"))
+        })
+        .collect()
 }
 
 /// The node a `herald.dev/Announced` message names.

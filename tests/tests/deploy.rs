@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -195,24 +195,6 @@ fn the_kustomize_base_is_the_chart_with_its_defaults() {
     );
 }
 
-/// The container of the workload `kind` in deploy/herald.yaml: its binary and arguments.
-fn container(kind: &str) -> (String, Vec<String>) {
-    let object = install::deploy_objects()
-        .into_iter()
-        .find(|o| o["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} in deploy/herald.yaml"));
-    let container = &object["spec"]["template"]["spec"]["containers"][0];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| s.as_str().expect("a string").to_owned())
-            .collect()
-    };
-    let command = strings(&container["command"]);
-    (command[0].clone(), strings(&container["args"]))
-}
-
 /// The `--flag` defaults that `binary --help` shows.
 fn defaults(binary: &Path) -> BTreeMap<String, String> {
     let output = Command::new(binary)
@@ -227,11 +209,25 @@ fn defaults(binary: &Path) -> BTreeMap<String, String> {
             flag = rest.split([' ', '=']).next().map(str::to_owned);
         }
         if let (Some(flag), Some((_, value))) = (&flag, line.split_once("[default: ")) {
-            let value = value.split(']').next().unwrap_or_default();
-            defaults.insert(flag.clone(), value.to_owned());
+            defaults.insert(flag.clone(), up_to_closing_bracket(value).to_owned());
         }
     }
     defaults
+}
+
+/// `text` up to the `]` that closes the bracket it is in: a default such as `[::]:9403` holds
+/// brackets of its own.
+fn up_to_closing_bracket(text: &str) -> &str {
+    let mut depth = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth == 0 => return &text[..i],
+            ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    text
 }
 
 /// Every flag the manifests pass is one the binary takes, with a value it accepts, and with
@@ -240,7 +236,7 @@ fn defaults(binary: &Path) -> BTreeMap<String, String> {
 #[test]
 fn the_manifests_pass_the_binaries_flags_with_their_defaults() {
     for kind in ["Deployment", "DaemonSet"] {
-        let (command, args) = container(kind);
+        let (command, args) = install::deploy_container(kind);
         let binary = workspace_binary(command.trim_start_matches('/'));
         let output = Command::new(&binary)
             .args(&args)
