@@ -64,8 +64,14 @@ pub async fn run(
         metrics: &metrics,
     };
 
+    // One timer, moved when the deadline moves: not one made per frame on the reply path.
+    let timer = sleep_until(tokio::time::Instant::from_std(responder.next_deadline()));
+    tokio::pin!(timer);
     loop {
         let deadline = tokio::time::Instant::from_std(responder.next_deadline());
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         let actions = tokio::select! {
             changed = wanted.changed() => {
                 if changed.is_err() {
@@ -83,7 +89,7 @@ pub async fn run(
                 let (message, source, hop_limit) = message?;
                 responder.on_ndp(message, source, hop_limit, Instant::now())
             }
-            () = sleep_until(deadline) => responder.on_deadline(Instant::now()),
+            () = &mut timer => responder.on_deadline(Instant::now()),
         };
         for action in actions {
             match action {
