@@ -13,6 +13,7 @@ use herald_crds::{EventReason, reasons};
 
 use crate::link::interfaces::{self, Interface};
 use crate::link::responder::Wanted;
+use crate::link::segments::Segments;
 use crate::world::World;
 
 /// Another host on the LAN answered for an address.
@@ -32,6 +33,8 @@ pub struct Pass<'a> {
     pub api: &'a ApiView,
     /// This node's interfaces, as last scanned.
     pub interfaces: &'a [Interface],
+    /// Which of them share a segment: an address is answered on one interface per segment.
+    pub segments: &'a Segments,
     /// Addresses other hosts answered for, recently.
     pub conflicts: &'a BTreeMap<IpAddr, Conflict>,
     /// Addresses the responders answer for now (probed, announced).
@@ -106,7 +109,10 @@ impl Announcer {
                     key,
                     interfaces
                         .iter()
-                        .map(|(ip, names)| (*ip, interfaces::select(names, pass.interfaces)))
+                        .map(|(ip, names)| {
+                            let selected = interfaces::select(names, pass.interfaces);
+                            (*ip, pass.segments.one_per_segment(selected))
+                        })
                         .collect(),
                 )),
                 _ => None,
@@ -285,11 +291,14 @@ fn names_address(message: &str, ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::MacAddr;
+    use crate::link::responder::{Action, Frame, Report, Responder, Timings};
+    use crate::packet::{self, MacAddr, NDP_HOP_LIMIT, Nonce};
     use herald_crds::{IPAddressPool, L2Advertisement};
     use k8s_openapi::api::core::v1::{Node, Service};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     use serde_json::json;
+    use std::net::Ipv6Addr;
+    use std::time::Instant;
 
     const ME: &str = "node-a";
 
@@ -317,7 +326,7 @@ mod tests {
         world.apply_node(&node);
         let pool: IPAddressPool =
             serde_json::from_value(json!({"metadata": {"name": "lan", "uid": "p"},
-            "spec": {"addresses": ["192.0.2.200/29"]}}))
+            "spec": {"addresses": ["192.0.2.200/29", "2001:db8::200/125"]}}))
             .unwrap();
         world.apply_pool(&pool);
         let advert: L2Advertisement =
@@ -352,6 +361,7 @@ mod tests {
         world: World,
         alive: BTreeSet<String>,
         interfaces: Vec<Interface>,
+        segments: Segments,
         conflicts: BTreeMap<IpAddr, Conflict>,
         answering: BTreeSet<IpAddr>,
     }
@@ -362,6 +372,7 @@ mod tests {
                 world,
                 alive: BTreeSet::from([ME.to_string()]),
                 interfaces: eth0(true),
+                segments: Segments::default(),
                 conflicts: BTreeMap::new(),
                 answering: BTreeSet::new(),
             }
@@ -374,6 +385,7 @@ mod tests {
                 peers: &self.alive,
                 api: &ApiView::Fresh(self.alive.clone()),
                 interfaces: &self.interfaces,
+                segments: &self.segments,
                 conflicts: &self.conflicts,
                 answering: &self.answering,
             })
@@ -474,6 +486,153 @@ mod tests {
             reported[0].note
         );
         assert!(fixture.plan(&mut announcer).events.is_empty());
+    }
+
+    /// What `from` sends for `frame`, delivered to `to`, as the wire would: ARP frames and NDP
+    /// messages built as the responder's loop builds them.
+    fn deliver(frame: Frame, from: &Interface, nonce: Nonce, to: &mut Responder) -> Vec<Report> {
+        let now = Instant::now();
+        let actions = match frame {
+            Frame::Probe(IpAddr::V4(v4)) => to.on_arp(&packet::arp_probe(from.mac, v4), now),
+            Frame::Probe(IpAddr::V6(v6)) => {
+                let probe = packet::dad_neighbor_solicitation(v6, nonce);
+                to.on_ndp(&probe, Ipv6Addr::UNSPECIFIED, NDP_HOP_LIMIT, now)
+            }
+            Frame::Gratuitous(IpAddr::V4(v4)) => {
+                let mut actions = to.on_arp(&packet::gratuitous_arp_request(from.mac, v4), now);
+                actions.extend(to.on_arp(&packet::gratuitous_arp_reply(from.mac, v4), now));
+                actions
+            }
+            Frame::Gratuitous(IpAddr::V6(v6)) => {
+                let advertisement = packet::unsolicited_neighbor_advertisement(v6, from.mac);
+                to.on_ndp(&advertisement, v6, NDP_HOP_LIMIT, now)
+            }
+            other => panic!("not sent in this test: {other:?}"),
+        };
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Report(report) => Some(report),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Defect 6, with the race forced: two interfaces of this node on one segment probe for the
+    /// same addresses at the same instant and each hears the other's probes (RFC 5227 and DAD)
+    /// while it probes, then the other's announcements. Neither takes the other for another
+    /// host, and once the runtime knows they share the segment, one interface answers.
+    #[test]
+    fn two_interfaces_on_one_segment_probing_at_once_conflict_with_nobody_and_one_answers() {
+        let interfaces = vec![
+            Interface {
+                name: "eth0".into(),
+                index: 2,
+                mac: MacAddr(0x02, 0, 0, 0, 0, 0x0b),
+                up: true,
+                suitable_by_default: true,
+            },
+            Interface {
+                name: "eth1".into(),
+                index: 3,
+                mac: MacAddr(0x02, 0, 0, 0, 1, 0x0b),
+                up: true,
+                suitable_by_default: true,
+            },
+        ];
+        let own: BTreeSet<MacAddr> = interfaces.iter().map(|i| i.mac).collect();
+        let nonce = [7; 6];
+        let start = Instant::now();
+        let timings = Timings::default();
+        let mut responders: Vec<Responder> = interfaces
+            .iter()
+            .map(|i| Responder::new(&i.name, i.mac, nonce, timings, own.clone(), start))
+            .collect();
+        let wanted = Wanted::from([(ip("192.0.2.200"), true), (ip("2001:db8::200"), true)]);
+        let frames = |actions: Vec<Action>| -> Vec<Frame> {
+            actions
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::Send(frame) => Some(frame),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut reports = Vec::new();
+        // Both probe at once, and each hears the other's probes while probing.
+        let probes: Vec<Vec<Frame>> = responders
+            .iter_mut()
+            .map(|r| frames(r.on_wanted(&wanted, start)))
+            .collect();
+        let end = start + timings.probe_wait;
+        let mut announcements = Vec::new();
+        for (me, other) in [(0, 1), (1, 0)] {
+            for frame in &probes[other] {
+                reports.extend(deliver(
+                    *frame,
+                    &interfaces[other],
+                    nonce,
+                    &mut responders[me],
+                ));
+            }
+        }
+        for responder in &mut responders {
+            let actions = responder.on_deadline(end);
+            reports.extend(actions.iter().filter_map(|a| match a {
+                Action::Report(report) => Some(report.clone()),
+                _ => None,
+            }));
+            announcements.push(frames(actions));
+        }
+        for (me, other) in [(0, 1), (1, 0)] {
+            for frame in &announcements[other] {
+                reports.extend(deliver(
+                    *frame,
+                    &interfaces[other],
+                    nonce,
+                    &mut responders[me],
+                ));
+            }
+        }
+        let conflicts: Vec<&Report> = reports
+            .iter()
+            .filter(|r| matches!(r, Report::Conflict { .. }))
+            .collect();
+        assert_eq!(conflicts, Vec::<&Report>::new());
+        let announced = |name: &str| {
+            reports
+                .iter()
+                .filter(|r| matches!(r, Report::Announcing { interface, .. } if interface == name))
+                .count()
+        };
+        assert_eq!((announced("eth0"), announced("eth1")), (2, 2));
+
+        // The runtime learns that they share the segment; the announcer answers on one of them.
+        let mut segments = Segments::default();
+        for report in &reports {
+            if let Report::SharedSegment {
+                interface,
+                other_mac,
+            } = report
+            {
+                segments.record(interface, *other_mac, &interfaces);
+            }
+        }
+        let mut fixture = Fixture::new(world(&["192.0.2.200", "2001:db8::200"], None));
+        fixture.interfaces = interfaces;
+        fixture.segments = segments;
+        fixture.answering = BTreeSet::from([ip("192.0.2.200"), ip("2001:db8::200")]);
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        let answering: Vec<&String> = plan.answer.as_ref().unwrap().keys().collect();
+        assert_eq!(answering, ["eth0"]);
+        let (_, condition) = &plan.conditions[0];
+        assert!(
+            condition.message.starts_with(
+                "node node-a answers for 192.0.2.200, 2001:db8::200 on eth0: the first choice"
+            ),
+            "{}",
+            condition.message
+        );
     }
 
     #[test]

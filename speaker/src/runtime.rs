@@ -34,8 +34,10 @@ use crate::heartbeat;
 use crate::link::interfaces::{self, Interface};
 use crate::link::priority;
 use crate::link::responder::{self, Report, Wanted};
+use crate::link::segments::Segments;
 use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
+use crate::packet::{MacAddr, Nonce};
 use crate::world::World;
 use herald_crds::conditions::ANNOUNCED;
 use herald_crds::{EventReason, field_managers};
@@ -119,6 +121,10 @@ fn watch_forbidden(error: &watcher::Error) -> Option<&str> {
 /// and its reply.
 struct Responders {
     running: BTreeMap<String, (watch::Sender<Wanted>, tokio::task::JoinHandle<()>)>,
+    /// The MACs of all the node's interfaces, and the nonce of this speaker's DAD probes: what
+    /// one responder hears of another is never a conflict.
+    own_macs: watch::Sender<BTreeSet<MacAddr>>,
+    nonce: Nonce,
     runtime: tokio::runtime::Handle,
     /// Dropping it ends the thread, and with its runtime any task left.
     _stop: oneshot::Sender<()>,
@@ -150,6 +156,8 @@ impl Responders {
             })?;
         Ok(Responders {
             running: BTreeMap::new(),
+            own_macs: watch::Sender::new(BTreeSet::new()),
+            nonce: rand::random(),
             runtime: handle,
             _stop: stop,
             reports,
@@ -158,7 +166,14 @@ impl Responders {
         })
     }
 
-    fn set(&mut self, mut wanted: BTreeMap<String, Wanted>) {
+    /// Answers on each interface of `snapshot` for what `wanted` says.
+    fn set(&mut self, mut wanted: BTreeMap<String, Wanted>, snapshot: &[Interface]) {
+        let macs: BTreeSet<MacAddr> = snapshot.iter().map(|i| i.mac).collect();
+        self.own_macs.send_if_modified(|current| {
+            let changed = *current != macs;
+            *current = macs;
+            changed
+        });
         self.running.retain(|name, (_, task)| {
             let keep = wanted.contains_key(name) && !task.is_finished();
             if !keep {
@@ -175,16 +190,19 @@ impl Responders {
                 });
                 continue;
             }
-            let Some(interface) = Interface::read(&name) else {
+            let Some(interface) = snapshot.iter().find(|i| i.name == name).cloned() else {
                 continue;
             };
             let (sender, receiver) = watch::channel(addresses);
             let reports = self.reports.clone();
+            let (own_macs, nonce) = (self.own_macs.subscribe(), self.nonce);
             let (timings, metrics) = (self.timings, self.metrics.clone());
             let interface_name = name.clone();
             let task = self.runtime.spawn(async move {
-                if let Err(e) = responder::run(interface, receiver, timings, reports, metrics).await
-                {
+                let run = responder::run(
+                    interface, receiver, own_macs, nonce, timings, reports, metrics,
+                );
+                if let Err(e) = run.await {
                     warn!(interface = %interface_name, error = %e, "responder stopped; restarting it");
                 }
             });
@@ -295,6 +313,8 @@ pub async fn run(
         written: BTreeMap::new(),
         announcer: Announcer::new(me.clone()),
         answering: BTreeSet::new(),
+        interfaces: Vec::new(),
+        segments: Segments::default(),
         writer: Writer::new(client.clone(), "speaker", WRITES_IN_FLIGHT),
         publisher: Publisher::new(client.clone(), field_managers::SPEAKER, &me),
     };
@@ -369,7 +389,7 @@ pub async fn run(
             let wanted = speaker.converge(&alive_now);
             // Not ready while fenced, so that the Pod shows it.
             let answering = wanted.is_some();
-            responders.set(wanted.unwrap_or_default());
+            responders.set(wanted.unwrap_or_default(), &speaker.interfaces);
             ready.send_if_modified(|was| std::mem::replace(was, answering) != answering);
         }
     }
@@ -486,6 +506,10 @@ struct Speaker {
     written: BTreeMap<ServiceKey, Announced>,
     /// Addresses the responders answer for now (probed and announced).
     answering: BTreeSet<IpAddr>,
+    /// The node's interfaces, as last scanned.
+    interfaces: Vec<Interface>,
+    /// Which of them share a segment, as the responders heard it.
+    segments: Segments,
     writer: Writer<ConditionWrite>,
     publisher: Publisher,
 }
@@ -553,6 +577,17 @@ impl Speaker {
                 info!(%ip, %interface, "announcing");
                 self.answering.insert(ip);
             }
+            Report::SharedSegment {
+                interface,
+                other_mac,
+            } => {
+                if let Some(other) = self
+                    .segments
+                    .record(&interface, other_mac, &self.interfaces)
+                {
+                    info!(%interface, %other, "the two interfaces share a segment; each address is answered on one of them");
+                }
+            }
         }
     }
 
@@ -577,13 +612,15 @@ impl Speaker {
             .iter()
             .map(|(ip, (conflict, _))| (*ip, conflict.clone()))
             .collect();
-        let interfaces = interfaces::scan();
+        self.interfaces = interfaces::scan();
+        self.segments.retain_present(&self.interfaces);
         let plan = self.announcer.plan(&Pass {
             world: &self.world,
             alive,
             peers: &peers,
             api: &api,
-            interfaces: &interfaces,
+            interfaces: &self.interfaces,
+            segments: &self.segments,
             conflicts: &conflicts,
             answering: &self.answering,
         });

@@ -546,3 +546,73 @@ async fn an_ipv6_only_cluster_answers_ndp_and_another_node_takes_over_when_the_w
         BTreeSet::from([lab.nodes[new_winner].1.mac.clone()])
     );
 }
+
+/// A node with two interfaces on one switch, both suitable by default: they must not take each
+/// other's probes for another host's (neither reports a conflict), and each address is answered
+/// on one of them only, the first by name, which the condition names.
+#[tokio::test]
+async fn two_interfaces_of_one_node_on_one_segment_answer_each_address_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = lab("l2-two-links", 1).await;
+    let host = lab.nodes[0].1.clone();
+    lab.lan.add_interface(&host, "eth1");
+    let wanted: [(&str, &[&str]); 3] = [
+        ("a", &["192.0.2.214", "2001:db8::214"]),
+        ("b", &["192.0.2.215", "2001:db8::215"]),
+        ("c", &["192.0.2.216"]),
+    ];
+    for (name, ips) in wanted {
+        lab.service(name, ips, false, &[0]).await;
+    }
+    let api = services(&lab.cluster);
+    for (name, ips) in wanted {
+        eventually(WAIT, &format!("{name} announced on eth0 only"), || async {
+            let condition = api
+                .get(name)
+                .await
+                .ok()?
+                .status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == herald_crds::conditions::ANNOUNCED)?;
+            assert_ne!(
+                condition.reason, "AddressConflict",
+                "{name}: {}",
+                condition.message
+            );
+            (condition.reason == "Announced" && condition.message.contains(" on eth0: "))
+                .then_some(())
+        })
+        .await;
+        for ip in ips {
+            match ip.parse::<std::net::IpAddr>().unwrap() {
+                std::net::IpAddr::V4(_) => {
+                    eventually(
+                        WAIT,
+                        &format!("only eth0 to answer ARP for {ip}"),
+                        || async {
+                            (lab.arp_answers(ip).await == BTreeSet::from([host.mac.clone()]))
+                                .then_some(())
+                        },
+                    )
+                    .await
+                }
+                std::net::IpAddr::V6(v6) => {
+                    let client = lab.client.clone();
+                    let adverts = tokio::task::spawn_blocking(move || {
+                        client.ndisc(v6, Duration::from_millis(500))
+                    })
+                    .await
+                    .unwrap();
+                    let macs: Vec<&str> = adverts.iter().map(|a| a.mac.as_str()).collect();
+                    assert_eq!(macs, [host.mac.as_str()], "NDP answers for {ip}");
+                }
+            }
+        }
+    }
+    // Still so once everything has settled: no late conflict.
+    for (name, _) in wanted {
+        let message = lab.announced(name, "Announced").await;
+        assert!(message.contains(" on eth0: "), "{message}");
+    }
+}

@@ -1,5 +1,7 @@
 #![no_main]
 
+use std::collections::BTreeSet;
+
 use herald_speaker_fuzz::packet::{MacAddr, arp_reply, parse_arp, parse_arp_request};
 use libfuzzer_sys::fuzz_target;
 use pnet_packet::arp::ArpOperations;
@@ -12,7 +14,7 @@ fuzz_target!(|frame: &[u8]| {
         packet.is_some_and(|p| p.operation == ArpOperations::Request)
     );
     if let Some(packet) = packet {
-        let _ = packet.claim(packet.target_ip, packet.target_mac);
+        let _ = packet.claim(packet.target_ip, &BTreeSet::from([packet.target_mac]));
     }
     if let Some(request) = request {
         // Answering what we parsed gives a frame that parses back to that answer.

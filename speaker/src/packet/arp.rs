@@ -1,5 +1,6 @@
 //! ARP for IPv4 over Ethernet (RFC 826), with RFC 5227's probes and announcements.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use pnet_packet::arp::{
@@ -48,10 +49,11 @@ impl ArpFrame {
         self.operation == ArpOperations::Request && self.sender_ip.is_unspecified()
     }
 
-    /// What this packet says about `addr` when its sender is not us (`own_mac`); `None` if it says
-    /// nothing about it.
-    pub fn claim(&self, addr: Ipv4Addr, own_mac: MacAddr) -> Option<Claim> {
-        if self.sender_mac == own_mac {
+    /// What this packet says about `addr` when its sender is not us: none of `own_macs`, the
+    /// MACs of every interface of this node (two of them on one segment hear each other's probes
+    /// and announcements). `None` if it says nothing about it.
+    pub fn claim(&self, addr: Ipv4Addr, own_macs: &BTreeSet<MacAddr>) -> Option<Claim> {
+        if own_macs.contains(&self.sender_mac) {
             None
         } else if self.sender_ip == addr {
             Some(Claim::InUse)
@@ -251,9 +253,16 @@ mod tests {
         assert_eq!((packet.sender_ip, packet.target_ip), (A_IP, A_IP));
         assert_eq!(packet.target_mac, MacAddr::broadcast());
         assert!(!packet.is_probe());
-        assert_eq!(packet.claim(A_IP, B_MAC), Some(Claim::InUse));
-        assert_eq!(packet.claim(A_IP, A_MAC), None, "our own packet");
-        assert_eq!(packet.claim(B_IP, B_MAC), None);
+        assert_eq!(
+            packet.claim(A_IP, &BTreeSet::from([B_MAC])),
+            Some(Claim::InUse)
+        );
+        assert_eq!(
+            packet.claim(A_IP, &BTreeSet::from([A_MAC])),
+            None,
+            "our own packet"
+        );
+        assert_eq!(packet.claim(B_IP, &BTreeSet::from([B_MAC])), None);
     }
 
     #[test]
@@ -310,7 +319,10 @@ mod tests {
                 target_ip: B_IP,
             }
         );
-        assert_eq!(packet.claim(B_IP, A_MAC), Some(Claim::InUse));
+        assert_eq!(
+            packet.claim(B_IP, &BTreeSet::from([A_MAC])),
+            Some(Claim::InUse)
+        );
     }
 
     #[test]
@@ -328,7 +340,10 @@ mod tests {
                 target_ip: B_IP,
             }
         );
-        assert_eq!(packet.claim(B_IP, A_MAC), Some(Claim::InUse));
+        assert_eq!(
+            packet.claim(B_IP, &BTreeSet::from([A_MAC])),
+            Some(Claim::InUse)
+        );
     }
 
     #[test]
@@ -348,9 +363,21 @@ mod tests {
             }
         );
         assert!(packet.is_probe());
-        assert_eq!(packet.claim(B_IP, A_MAC), Some(Claim::Probe));
-        assert_eq!(packet.claim(B_IP, B_MAC), None, "our own probe");
-        assert_eq!(packet.claim(A_IP, A_MAC), None);
+        assert_eq!(
+            packet.claim(B_IP, &BTreeSet::from([A_MAC])),
+            Some(Claim::Probe)
+        );
+        assert_eq!(
+            packet.claim(B_IP, &BTreeSet::from([B_MAC])),
+            None,
+            "our own probe"
+        );
+        assert_eq!(
+            packet.claim(B_IP, &BTreeSet::from([A_MAC, B_MAC])),
+            None,
+            "the probe of another interface of ours"
+        );
+        assert_eq!(packet.claim(A_IP, &BTreeSet::from([A_MAC])), None);
         // A probe is still a request: the owner answers it.
         assert_eq!(
             parse_arp_request(&frame).unwrap().sender_ip,

@@ -24,7 +24,7 @@ pub use arp::{
     gratuitous_arp_reply, gratuitous_arp_request, parse_arp, parse_arp_request,
 };
 pub use ndp::{
-    NDP_HOP_LIMIT, NeighborAdvertisement, NeighborSolicitation, Solicitor,
+    NDP_HOP_LIMIT, NeighborAdvertisement, NeighborSolicitation, Nonce, Solicitor,
     dad_neighbor_solicitation, ipv6_frame, multicast_mac, neighbor_solicitation,
     parse_neighbor_advertisement, parse_neighbor_solicitation, solicited_neighbor_advertisement,
     solicited_node_multicast, unsolicited_neighbor_advertisement,

@@ -27,7 +27,13 @@ pub struct NeighborSolicitation {
     pub target: Ipv6Addr,
     /// The Source Link-Layer Address option, if present and an Ethernet address.
     pub source_mac: Option<MacAddr>,
+    /// The Nonce option (RFC 7527), if present and 6 bytes long: a DAD probe carrying the nonce
+    /// its receiver put in its own probes is that receiver's, looped back.
+    pub nonce: Option<Nonce>,
 }
+
+/// The nonce of a DAD probe (RFC 7527 §4.1): 6 random bytes, the option's one 8-byte unit.
+pub type Nonce = [u8; 6];
 
 /// Who sent a Neighbor Solicitation, from its IPv6 source address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,12 +89,11 @@ pub fn parse_neighbor_solicitation(message: &[u8], hop_limit: u8) -> Option<Neig
     if !valid {
         return None;
     }
+    let options = Options::parse(solicitation.get_options_raw(), NdpOptionTypes::SourceLLAddr)?;
     Some(NeighborSolicitation {
         target: solicitation.get_target_addr(),
-        source_mac: link_layer_option(
-            solicitation.get_options_raw(),
-            NdpOptionTypes::SourceLLAddr,
-        )?,
+        source_mac: options.link_layer,
+        nonce: options.nonce,
     })
 }
 
@@ -113,10 +118,11 @@ pub fn parse_neighbor_advertisement(
         router: flags & NeighborAdvertFlags::Router != 0,
         solicited: flags & NeighborAdvertFlags::Solicited != 0,
         override_: flags & NeighborAdvertFlags::Override != 0,
-        target_mac: link_layer_option(
+        target_mac: Options::parse(
             advertisement.get_options_raw(),
             NdpOptionTypes::TargetLLAddr,
-        )?,
+        )?
+        .link_layer,
     })
 }
 
@@ -143,14 +149,24 @@ pub fn unsolicited_neighbor_advertisement(target: Ipv6Addr, mac: MacAddr) -> Vec
 /// a DAD probe; unlike DAD, a host still probing for `target` itself stays silent.
 /// Checksum zero: the kernel fills it.
 pub fn neighbor_solicitation(target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
-    solicitation(target, Some(mac))
+    solicitation(
+        target,
+        link_layer_address(NdpOptionTypes::SourceLLAddr, mac),
+    )
 }
 
 /// A Duplicate Address Detection probe for `target` (RFC 4862 §5.4.2), to send from :: to
-/// [`solicited_node_multicast`]`(target)`: no source link-layer option, as none may come from ::.
-/// Checksum zero: the kernel fills it.
-pub fn dad_neighbor_solicitation(target: Ipv6Addr) -> Vec<u8> {
-    solicitation(target, None)
+/// [`solicited_node_multicast`]`(target)`: no source link-layer option, as none may come from ::,
+/// but a Nonce option (RFC 7527), so that the sender knows its own probe when it comes back, on
+/// this interface or on another of its interfaces on the same segment. Checksum zero: the
+/// kernel fills it.
+pub fn dad_neighbor_solicitation(target: Ipv6Addr, nonce: Nonce) -> Vec<u8> {
+    let option = NdpOption {
+        option_type: NONCE,
+        length: 1,
+        data: nonce.to_vec(),
+    };
+    solicitation(target, option)
 }
 
 /// The solicited-node multicast group of `addr`, ff02::1:ffXX:XXXX (RFC 4291 §2.7.1): where
@@ -226,7 +242,7 @@ fn advertisement(flags: u8, target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
         payload: Vec::new(),
     };
     // pnet's `packet_size` of the struct leaves its options out.
-    let len = NeighborAdvertPacket::minimum_packet_size() + LINK_LAYER_OPTION_LEN;
+    let len = NeighborAdvertPacket::minimum_packet_size() + ONE_UNIT_OPTION_LEN;
     let mut message = vec![0; len];
     MutableNeighborAdvertPacket::new(&mut message)
         .expect("sized for the advertisement")
@@ -234,23 +250,18 @@ fn advertisement(flags: u8, target: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
     message
 }
 
-/// A Neighbor Solicitation (RFC 4861 §4.3), with a Source Link-Layer Address option when
-/// `source_mac` is given, checksum zero.
-fn solicitation(target: Ipv6Addr, source_mac: Option<MacAddr>) -> Vec<u8> {
+/// A Neighbor Solicitation (RFC 4861 §4.3) with one option of one 8-byte unit, checksum zero.
+fn solicitation(target: Ipv6Addr, option: NdpOption) -> Vec<u8> {
     let solicitation = NeighborSolicit {
         icmpv6_type: Icmpv6Types::NeighborSolicit,
         icmpv6_code: Icmpv6Codes::NoCode,
         checksum: 0,
         reserved: 0,
         target_addr: target,
-        options: source_mac
-            .map(|mac| link_layer_address(NdpOptionTypes::SourceLLAddr, mac))
-            .into_iter()
-            .collect(),
+        options: vec![option],
         payload: Vec::new(),
     };
-    let len = NeighborSolicitPacket::minimum_packet_size()
-        + LINK_LAYER_OPTION_LEN * solicitation.options.len();
+    let len = NeighborSolicitPacket::minimum_packet_size() + ONE_UNIT_OPTION_LEN;
     let mut message = vec![0; len];
     MutableNeighborSolicitPacket::new(&mut message)
         .expect("sized for the solicitation")
@@ -258,9 +269,12 @@ fn solicitation(target: Ipv6Addr, source_mac: Option<MacAddr>) -> Vec<u8> {
     message
 }
 
-/// A source or target link-layer address option holding an Ethernet address: type, length and
-/// the 6-byte address make one 8-byte unit.
-const LINK_LAYER_OPTION_LEN: usize = 8;
+/// An option of one 8-byte unit: type, length and 6 bytes, such as a link-layer address option
+/// holding an Ethernet address, or a 6-byte nonce.
+const ONE_UNIT_OPTION_LEN: usize = 8;
+
+/// The Nonce option's type (RFC 3971 §5.3.2), which RFC 7527 puts in DAD probes.
+const NONCE: NdpOptionType = NdpOptionType(14);
 
 fn link_layer_address(kind: NdpOptionType, mac: MacAddr) -> NdpOption {
     NdpOption {
@@ -270,34 +284,49 @@ fn link_layer_address(kind: NdpOptionType, mac: MacAddr) -> NdpOption {
     }
 }
 
-/// The Ethernet address in the first link-layer address option of type `kind`, if any;
-/// `None` (discard the message) if the options are malformed.
-///
-/// Walked here rather than with pnet's option iterator: pnet sizes an option as
-/// `length * 8 - 2` in `u8` arithmetic, which overflows (a panic with overflow checks, a wrong
-/// size without) from 32 units up, and it takes a zero length as 2 bytes where RFC 4861 §4.6
-/// says to discard the message.
-fn link_layer_option(mut options: &[u8], kind: NdpOptionType) -> Option<Option<MacAddr>> {
-    let mut found = None;
-    while !options.is_empty() {
-        let option = NdpOptionPacket::new(options)?;
-        // The length counts 8-byte units, type and length included.
-        let size = usize::from(option.get_length()) * 8;
-        if size == 0 {
-            return None;
+/// What the speaker reads of a message's options: the first link-layer address option of the
+/// kind asked for holding an Ethernet address, and the first 6-byte nonce.
+struct Options {
+    link_layer: Option<MacAddr>,
+    nonce: Option<Nonce>,
+}
+
+impl Options {
+    /// `None` (discard the message) if the options are malformed.
+    ///
+    /// Walked here rather than with pnet's option iterator: pnet sizes an option as
+    /// `length * 8 - 2` in `u8` arithmetic, which overflows (a panic with overflow checks, a
+    /// wrong size without) from 32 units up, and it takes a zero length as 2 bytes where RFC 4861
+    /// §4.6 says to discard the message.
+    fn parse(mut options: &[u8], link_layer_kind: NdpOptionType) -> Option<Options> {
+        let mut found = Options {
+            link_layer: None,
+            nonce: None,
+        };
+        while !options.is_empty() {
+            let option = NdpOptionPacket::new(options)?;
+            // The length counts 8-byte units, type and length included.
+            let size = usize::from(option.get_length()) * 8;
+            if size == 0 {
+                return None;
+            }
+            let rest = options.get(size..)?;
+            // One unit is type, length and 6 bytes: an Ethernet address (other links' are
+            // longer), or a nonce as RFC 7527 suggests and we send it.
+            if option.get_length() == 1
+                && let Ok(six) = <[u8; 6]>::try_from(option.payload())
+            {
+                let kind = option.get_option_type();
+                if kind == link_layer_kind && found.link_layer.is_none() {
+                    found.link_layer = Some(MacAddr::from(six));
+                } else if kind == NONCE && found.nonce.is_none() {
+                    found.nonce = Some(six);
+                }
+            }
+            options = rest;
         }
-        let rest = options.get(size..)?;
-        // One unit is type, length and a 6-byte address: Ethernet's. Other links' are longer.
-        if option.get_option_type() == kind
-            && option.get_length() == 1
-            && found.is_none()
-            && let Ok(mac) = <[u8; 6]>::try_from(option.payload())
-        {
-            found = Some(MacAddr::from(mac));
-        }
-        options = rest;
+        Some(found)
     }
-    Some(found)
 }
 
 #[cfg(test)]
@@ -356,6 +385,7 @@ mod tests {
             NeighborSolicitation {
                 target: B_IP,
                 source_mac: Some(A_MAC),
+                nonce: None,
             }
         );
         assert_eq!(
@@ -482,15 +512,22 @@ mod tests {
     }
 
     #[test]
-    fn dad_solicitation_round_trips() {
-        let message = dad_neighbor_solicitation(B_IP);
-        assert_eq!(message, with_zero_checksum(&NDISC6_SOLICITATION)[..24]);
+    fn dad_solicitation_carries_its_nonce() {
+        let nonce = [1, 2, 3, 4, 5, 6];
+        let message = dad_neighbor_solicitation(B_IP, nonce);
+        assert_eq!(
+            message[..24],
+            with_zero_checksum(&NDISC6_SOLICITATION)[..24]
+        );
+        // RFC 7527 §4.1: type 14, one unit, the nonce.
+        assert_eq!(message[24..], [14, 1, 1, 2, 3, 4, 5, 6]);
         let solicitation = parse_neighbor_solicitation(&message, NDP_HOP_LIMIT).unwrap();
         assert_eq!(
             solicitation,
             NeighborSolicitation {
                 target: B_IP,
                 source_mac: None,
+                nonce: Some(nonce),
             }
         );
         assert_eq!(
@@ -588,11 +625,17 @@ mod tests {
         let mut message = NDISC6_SOLICITATION[..24].to_vec();
         message.extend_from_slice(&[14, 1, 1, 2, 3, 4, 5, 6]);
         message.extend_from_slice(&NDISC6_SOLICITATION[24..]);
+        let solicitation = parse_neighbor_solicitation(&message, NDP_HOP_LIMIT).unwrap();
+        assert_eq!(solicitation.source_mac, Some(A_MAC));
+        assert_eq!(solicitation.nonce, Some([1, 2, 3, 4, 5, 6]));
+        // A longer nonce (RFC 3971 allows it) is not one of ours: skipped.
+        let mut longer = NDISC6_SOLICITATION[..24].to_vec();
+        longer.extend_from_slice(&[14, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
         assert_eq!(
-            parse_neighbor_solicitation(&message, NDP_HOP_LIMIT)
+            parse_neighbor_solicitation(&longer, NDP_HOP_LIMIT)
                 .unwrap()
-                .source_mac,
-            Some(A_MAC)
+                .nonce,
+            None
         );
 
         let mut long = NDISC6_SOLICITATION[..24].to_vec();
@@ -646,7 +689,7 @@ mod tests {
         }
 
         #[test]
-        fn builders_round_trip(target: [u8; 16], mac: [u8; 6]) {
+        fn builders_round_trip(target: [u8; 16], mac: [u8; 6], nonce: [u8; 6]) {
             let (target, mac) = (Ipv6Addr::from(target), MacAddr::from(mac));
             prop_assume!(!target.is_multicast());
             let message = solicited_neighbor_advertisement(target, mac);
@@ -657,10 +700,10 @@ mod tests {
             let unsolicited = parse_neighbor_advertisement(&message, NDP_HOP_LIMIT).unwrap();
             prop_assert_eq!((unsolicited.target, unsolicited.target_mac), (target, Some(mac)));
             prop_assert!(!unsolicited.solicited && unsolicited.override_ && !unsolicited.router);
-            let dad = parse_neighbor_solicitation(&dad_neighbor_solicitation(target), NDP_HOP_LIMIT).unwrap();
-            prop_assert_eq!(dad, NeighborSolicitation { target, source_mac: None });
+            let dad = parse_neighbor_solicitation(&dad_neighbor_solicitation(target, nonce), NDP_HOP_LIMIT).unwrap();
+            prop_assert_eq!(dad, NeighborSolicitation { target, source_mac: None, nonce: Some(nonce) });
             let resolve = parse_neighbor_solicitation(&neighbor_solicitation(target, mac), NDP_HOP_LIMIT).unwrap();
-            prop_assert_eq!(resolve, NeighborSolicitation { target, source_mac: Some(mac) });
+            prop_assert_eq!(resolve, NeighborSolicitation { target, source_mac: Some(mac), nonce: None });
         }
     }
 }
