@@ -202,10 +202,16 @@ impl ApiServer {
     /// Applies every manifest in `deploy/crds/` (the committed ones, so they are what is tested)
     /// and waits until the API server serves them.
     async fn install_crds(&self) -> Result<(), Error> {
+        self.install_crds_from(&repo_root().join("deploy/crds"))
+            .await
+    }
+
+    /// Applies every CRD manifest (`*.yaml`) in `dir` and waits until the API server serves
+    /// them: Herald's, or another project's for tests that read its objects.
+    pub async fn install_crds_from(&self, dir: &Path) -> Result<(), Error> {
         let client = self.client().await?;
         let crds: Api<CustomResourceDefinition> = Api::all(client);
-        let dir = repo_root().join("deploy/crds");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::Crd {
                 file: dir.display().to_string(),
                 reason: e.to_string(),

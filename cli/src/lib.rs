@@ -1,0 +1,5 @@
+//! kubectl-herald: Herald's decisions shown from what the API server holds, and MetalLB's
+//! configuration moved over.
+
+pub mod metallb;
+pub mod migrate;

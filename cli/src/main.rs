@@ -1,0 +1,299 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald_cli::metallb::{self, Configuration, Object};
+use herald_cli::migrate::{self, Cluster, Migration};
+use herald_crds::{IPAddressPool, L2Advertisement};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config, ResourceExt};
+
+/// Herald's addresses, explained from what the API server holds.
+#[derive(Parser, Debug)]
+#[command(name = "kubectl-herald", bin_name = "kubectl herald", version)]
+struct Args {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true)]
+    context: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Moves another load balancer's configuration over to Herald.
+    #[command(subcommand)]
+    Migrate(Migrate),
+}
+
+#[derive(Subcommand, Debug)]
+enum Migrate {
+    /// Converts MetalLB's IPAddressPools and L2Advertisements (and the `config` ConfigMap of
+    /// MetalLB before 0.13) into Herald's. Prints them as YAML on stdout and a table of what
+    /// maps on stderr; `--apply` applies them. Services keep their addresses: Herald's
+    /// controller keeps an address a Service already shows when a pool holds it.
+    Metallb {
+        /// Apply the objects (server-side apply) instead of printing them.
+        #[arg(long, conflicts_with = "dry_run")]
+        apply: bool,
+
+        /// Print the objects and change nothing (the default).
+        #[arg(long)]
+        dry_run: bool,
+
+        /// The namespace MetalLB runs in, where its legacy `config` ConfigMap is.
+        #[arg(long, default_value = "metallb-system")]
+        metallb_namespace: String,
+
+        /// The `--load-balancer-class` Herald's controller is given, if any.
+        #[arg(long)]
+        load_balancer_class: Option<String>,
+    },
+}
+
+const FIELD_MANAGER: &str = "kubectl-herald";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let client = client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+    match args.command {
+        Command::Migrate(Migrate::Metallb {
+            apply,
+            dry_run: _,
+            metallb_namespace,
+            load_balancer_class,
+        }) => {
+            let config = read_metallb(&client, &metallb_namespace).await?;
+            let cluster = read_cluster(&client, load_balancer_class).await?;
+            let migration = match migrate::migrate(&config, &cluster) {
+                Ok(migration) => migration,
+                Err(refusals) => {
+                    eprintln!("refused: the migration would not be safe:");
+                    for refusal in refusals {
+                        eprintln!("  - {refusal}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            eprint!("{}", table(&migration));
+            if apply {
+                apply_migration(&client, &migration).await?;
+            } else {
+                print!("{}", yaml(&migration)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(file, &options).await
+        }
+        None => Config::from_kubeconfig(&options).await,
+    }
+    .context("loading the kubeconfig (--kubeconfig, --context)")?;
+    Client::try_from(config).context("making an API client")
+}
+
+/// Every object of a MetalLB kind, in every namespace; none when its CRD is not installed.
+async fn list_metallb(
+    client: &Client,
+    version: &str,
+    kind: &str,
+) -> anyhow::Result<Vec<DynamicObject>> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("metallb.io", version, kind));
+    match Api::<DynamicObject>::all_with(client.clone(), &resource)
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("listing MetalLB's {kind}s")),
+    }
+}
+
+fn object<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    o: DynamicObject,
+) -> anyhow::Result<Object<T>> {
+    let (namespace, name) = (o.namespace().unwrap_or_default(), o.name_any());
+    let spec = o.data.get("spec").cloned().unwrap_or_default();
+    Ok(Object {
+        spec: serde_json::from_value(spec)
+            .with_context(|| format!("reading the spec of {kind} {namespace}/{name}"))?,
+        labels: o.labels().clone(),
+        namespace,
+        name,
+    })
+}
+
+async fn read_metallb(client: &Client, namespace: &str) -> anyhow::Result<Configuration> {
+    let mut config = Configuration::default();
+    for o in list_metallb(client, "v1beta1", "IPAddressPool").await? {
+        config.pools.push(object("IPAddressPool", o)?);
+    }
+    for o in list_metallb(client, "v1beta1", "L2Advertisement").await? {
+        config.l2_advertisements.push(object("L2Advertisement", o)?);
+    }
+    for (version, kind) in [
+        ("v1beta2", "BGPPeer"),
+        ("v1beta1", "BGPAdvertisement"),
+        ("v1beta1", "BFDProfile"),
+        ("v1beta1", "Community"),
+    ] {
+        for o in list_metallb(client, version, kind).await? {
+            config.unconverted.push((
+                kind.to_owned(),
+                o.namespace().unwrap_or_default(),
+                o.name_any(),
+            ));
+        }
+    }
+    let legacy = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt("config")
+        .await
+        .with_context(|| format!("reading ConfigMap {namespace}/config"))?;
+    if let Some(text) = legacy
+        .and_then(|c| c.data)
+        .and_then(|d| d.get("config").cloned())
+    {
+        let parsed = metallb::parse_legacy(&text).with_context(|| {
+            format!("ConfigMap {namespace}/config: key \"config\" is not MetalLB's configuration")
+        })?;
+        config.legacy = Some((namespace.to_owned(), "config".to_owned(), parsed));
+    }
+    Ok(config)
+}
+
+async fn read_cluster(client: &Client, class: Option<String>) -> anyhow::Result<Cluster> {
+    let all = ListParams::default();
+    let pools = Api::<IPAddressPool>::all(client.clone())
+        .list(&all)
+        .await
+        .context("listing Herald's IPAddressPools (are Herald's CRDs installed?)")?
+        .items;
+    let advertisements = Api::<L2Advertisement>::all(client.clone())
+        .list(&all)
+        .await
+        .context("listing Herald's L2Advertisements")?
+        .items;
+    let services = Api::<Service>::all(client.clone())
+        .list(&all)
+        .await
+        .context("listing Services")?
+        .items;
+    let namespaces: BTreeMap<String, _> = Api::<Namespace>::all(client.clone())
+        .list(&all)
+        .await
+        .context("listing Namespaces")?
+        .items
+        .into_iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
+    Ok(Cluster {
+        pools,
+        advertisements,
+        services,
+        namespaces,
+        class,
+    })
+}
+
+fn table(migration: &Migration) -> String {
+    let header = ("SOURCE", "RESULT", "OUTCOME", "NOTE");
+    let rows: Vec<(String, String, String, String)> = migration
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.source.clone(),
+                r.result.clone(),
+                r.outcome.to_string(),
+                r.note.clone(),
+            )
+        })
+        .collect();
+    let width = |f: fn(&(String, String, String, String)) -> usize, h: &str| {
+        rows.iter().map(f).max().unwrap_or(0).max(h.len())
+    };
+    let (a, b, c) = (
+        width(|r| r.0.len(), header.0),
+        width(|r| r.1.len(), header.1),
+        width(|r| r.2.len(), header.2),
+    );
+    let mut out = format!(
+        "{:a$}  {:b$}  {:c$}  {}\n",
+        header.0, header.1, header.2, header.3
+    );
+    for (source, result, outcome, note) in rows {
+        out.push_str(format!("{source:a$}  {result:b$}  {outcome:c$}  {note}").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn yaml(migration: &Migration) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for pool in &migration.pools {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(pool)?);
+    }
+    for advertisement in &migration.advertisements {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(advertisement)?);
+    }
+    Ok(out)
+}
+
+async fn apply_migration(client: &Client, migration: &Migration) -> anyhow::Result<()> {
+    let params = PatchParams::apply(FIELD_MANAGER);
+    for pool in &migration.pools {
+        let name = pool.name_any();
+        Api::<IPAddressPool>::all(client.clone())
+            .patch(&name, &params, &Patch::Apply(pool))
+            .await
+            .with_context(|| format!("applying IPAddressPool {name}"))?;
+        eprintln!("ipaddresspool.herald.dev/{name} applied");
+    }
+    for advertisement in &migration.advertisements {
+        let name = advertisement.name_any();
+        Api::<L2Advertisement>::all(client.clone())
+            .patch(&name, &params, &Patch::Apply(advertisement))
+            .await
+            .with_context(|| format!("applying L2Advertisement {name}"))?;
+        eprintln!("l2advertisement.herald.dev/{name} applied");
+    }
+    Ok(())
+}

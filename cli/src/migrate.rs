@@ -1,0 +1,826 @@
+//! MetalLB's layer-2 configuration as Herald objects, decided without the API: what maps to
+//! what, what does not, and whether the result is safe.
+//!
+//! Safe means: no address would be held by two pools, no object overwrites a different one
+//! of the same name, and no address a Service shows today could go to another Service. The
+//! last is checked with the controller's own index ([`herald_controller::index::Index`]): the
+//! migrated pools and every Service, as they are now, go through the decisions the controller
+//! makes on start, so what this module predicts is what the controller will do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use herald_controller::index::Index;
+use herald_controller::service;
+use herald_core::addresses::PoolAddresses;
+use herald_core::allocation::ServiceKey;
+use herald_core::selector::Labels;
+use herald_crds::{
+    IPAddressPool, IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec, ServiceAllocation,
+};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+use crate::metallb::{self, Configuration, LegacyPool, Object};
+
+/// The label every object written by a migration carries, naming where it came from.
+pub const MIGRATED_FROM: &str = "herald.dev/migrated-from";
+
+/// The result of a migration: the objects to apply and a line per object read.
+#[derive(Clone, Debug, Default)]
+pub struct Migration {
+    pub pools: Vec<IPAddressPool>,
+    pub advertisements: Vec<L2Advertisement>,
+    pub rows: Vec<Row>,
+}
+
+/// One object read, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// `Kind namespace/name` of MetalLB's object (or of a Service).
+    pub source: String,
+    /// `Kind name` of Herald's object, or `-` when nothing is written for it.
+    pub result: String,
+    pub outcome: Outcome,
+    pub note: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Converted,
+    /// Written already, identical: applying again changes nothing.
+    Unchanged,
+    NotConverted,
+    /// A Service's address moves or goes: converted, but worth a look before applying.
+    Warning,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Converted => "converted",
+            Outcome::Unchanged => "unchanged",
+            Outcome::NotConverted => "not converted",
+            Outcome::Warning => "warning",
+        })
+    }
+}
+
+/// Why a migration is refused: each would hand out an address twice or lose configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "{first} and {second} both hold {range}: an address in two pools could be handed out by \
+         either; make the pools disjoint first"
+    )]
+    Overlap {
+        first: String,
+        second: String,
+        range: String,
+    },
+    #[error(
+        "{kind} {name:?} exists in namespaces {namespaces:?}; Herald's {kind}s are cluster-scoped: \
+         rename all but one first"
+    )]
+    SameName {
+        kind: &'static str,
+        name: String,
+        namespaces: Vec<String>,
+    },
+    #[error(
+        "Herald already has a different {kind} {name:?}: delete or rename it, or the MetalLB \
+         object, first"
+    )]
+    Exists { kind: &'static str, name: String },
+    #[error("{object}: address entry {entry:?}: {why}")]
+    BadAddress {
+        object: String,
+        entry: String,
+        why: String,
+    },
+    #[error(
+        "Service {holder} shows {ip}, which Herald would hand out to other Services: it is in \
+         pool {pool:?} but the Service is not Herald's ({why})"
+    )]
+    HeldElsewhere {
+        ip: IpAddr,
+        holder: ServiceKey,
+        pool: String,
+        why: String,
+    },
+}
+
+/// What is in the cluster besides MetalLB's configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    pub pools: Vec<IPAddressPool>,
+    pub advertisements: Vec<L2Advertisement>,
+    pub services: Vec<Service>,
+    pub namespaces: BTreeMap<String, Labels>,
+    /// The controller's `--load-balancer-class`, if it is given one.
+    pub class: Option<String>,
+}
+
+/// Converts `config`; refuses (with every reason) when the result is not safe in `cluster`.
+pub fn migrate(config: &Configuration, cluster: &Cluster) -> Result<Migration, Vec<Refusal>> {
+    let mut migration = Migration::default();
+    let mut refusals = Vec::new();
+    convert_resources(config, &mut migration, &mut refusals);
+    if let Some((namespace, name, legacy)) = &config.legacy {
+        convert_legacy(namespace, name, legacy, &mut migration);
+    }
+    for (kind, namespace, name) in &config.unconverted {
+        migration.rows.push(Row {
+            source: format!("{kind} {namespace}/{name}"),
+            result: "-".into(),
+            outcome: Outcome::NotConverted,
+            note: "BGP is not converted yet: its addresses stay in their pools, but Herald does \
+                   not announce them over BGP"
+                .into(),
+        });
+    }
+    refusals.extend(same_names(&migration));
+    refusals.extend(existing_objects(&mut migration, cluster));
+    refusals.extend(overlaps(&migration.pools, &cluster.pools));
+    if refusals.is_empty() {
+        let (rows, held) = addresses(&migration, cluster);
+        migration.rows.extend(rows);
+        refusals.extend(held);
+    }
+    if refusals.is_empty() {
+        Ok(migration)
+    } else {
+        Err(refusals)
+    }
+}
+
+fn convert_resources(
+    config: &Configuration,
+    migration: &mut Migration,
+    refusals: &mut Vec<Refusal>,
+) {
+    for pool in &config.pools {
+        let source = format!("IPAddressPool {}/{}", pool.namespace, pool.name);
+        refusals.extend(bad_addresses(&source, &pool.spec.addresses));
+        let spec = IPAddressPoolSpec {
+            addresses: pool.spec.addresses.clone(),
+            auto_assign: pool.spec.auto_assign.unwrap_or(true),
+            avoid_buggy_ips: pool.spec.avoid_buggy_ips,
+            service_allocation: pool.spec.service_allocation.clone().map(service_allocation),
+        };
+        migration
+            .pools
+            .push(herald_pool(pool, &source, spec, &pool.labels));
+        migration.rows.push(Row {
+            source,
+            result: format!("IPAddressPool {}", pool.name),
+            outcome: Outcome::Converted,
+            note: String::new(),
+        });
+    }
+    for advertisement in &config.l2_advertisements {
+        let source = format!(
+            "L2Advertisement {}/{}",
+            advertisement.namespace, advertisement.name
+        );
+        let metallb::L2AdvertisementSpec {
+            ip_address_pools,
+            ip_address_pool_selectors,
+            node_selectors,
+            interfaces,
+        } = advertisement.spec.clone();
+        let spec = L2AdvertisementSpec {
+            ip_address_pools,
+            ip_address_pool_selectors,
+            node_selectors,
+            interfaces,
+        };
+        migration.advertisements.push(L2Advertisement {
+            metadata: metadata(&advertisement.name, &source, &advertisement.labels),
+            spec,
+        });
+        migration.rows.push(Row {
+            source,
+            result: format!("L2Advertisement {}", advertisement.name),
+            outcome: Outcome::Converted,
+            note: String::new(),
+        });
+    }
+}
+
+/// MetalLB's priority 0 is "no priority" (its pools without one come last); Herald's is
+/// unset for that.
+fn service_allocation(allocation: ServiceAllocation) -> ServiceAllocation {
+    ServiceAllocation {
+        priority: allocation.priority.filter(|p| *p != 0),
+        ..allocation
+    }
+}
+
+/// The ConfigMap of MetalLB before 0.13: each pool becomes an IPAddressPool; a layer-2 pool
+/// also gets an L2Advertisement of its own, from every node on every suitable interface, as
+/// MetalLB announced it.
+fn convert_legacy(
+    namespace: &str,
+    name: &str,
+    legacy: &metallb::LegacyConfig,
+    migration: &mut Migration,
+) {
+    let source_of =
+        |pool: &LegacyPool| format!("ConfigMap {namespace}/{name} address-pools[{}]", pool.name);
+    for pool in &legacy.address_pools {
+        let source = source_of(pool);
+        let spec = IPAddressPoolSpec {
+            addresses: pool.addresses.clone(),
+            auto_assign: pool.auto_assign.unwrap_or(true),
+            avoid_buggy_ips: pool.avoid_buggy_ips,
+            service_allocation: None,
+        };
+        let object = Object {
+            namespace: namespace.to_owned(),
+            name: pool.name.clone(),
+            labels: BTreeMap::new(),
+            spec: (),
+        };
+        migration
+            .pools
+            .push(herald_pool(&object, &source, spec, &BTreeMap::new()));
+        let (outcome, note, result) = match pool.protocol.as_str() {
+            "layer2" => {
+                migration.advertisements.push(L2Advertisement {
+                    metadata: metadata(&pool.name, &source, &BTreeMap::new()),
+                    spec: L2AdvertisementSpec {
+                        ip_address_pools: vec![pool.name.clone()],
+                        ..L2AdvertisementSpec::default()
+                    },
+                });
+                (
+                    Outcome::Converted,
+                    String::new(),
+                    format!("IPAddressPool {0}, L2Advertisement {0}", pool.name),
+                )
+            }
+            other => (
+                Outcome::NotConverted,
+                format!(
+                    "protocol {other:?} is not converted yet: the pool keeps its addresses, but \
+                     Herald does not announce them"
+                ),
+                format!("IPAddressPool {}", pool.name),
+            ),
+        };
+        migration.rows.push(Row {
+            source,
+            result,
+            outcome,
+            note,
+        });
+    }
+    if !legacy.peers.is_empty() || !legacy.bgp_communities.is_empty() {
+        migration.rows.push(Row {
+            source: format!("ConfigMap {namespace}/{name} peers, bgp-communities"),
+            result: "-".into(),
+            outcome: Outcome::NotConverted,
+            note: "BGP is not converted yet".into(),
+        });
+    }
+}
+
+fn herald_pool<T>(
+    object: &Object<T>,
+    source: &str,
+    spec: IPAddressPoolSpec,
+    labels: &BTreeMap<String, String>,
+) -> IPAddressPool {
+    IPAddressPool {
+        metadata: metadata(&object.name, source, labels),
+        spec,
+        status: None,
+    }
+}
+
+/// The object's labels (pool and advertisement selectors match on them), plus where it came
+/// from.
+fn metadata(name: &str, source: &str, labels: &BTreeMap<String, String>) -> ObjectMeta {
+    let mut labels = labels.clone();
+    labels.insert(MIGRATED_FROM.into(), "metallb".into());
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: Some(labels),
+        annotations: Some(BTreeMap::from([(
+            MIGRATED_FROM.to_owned(),
+            source.to_owned(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
+
+fn bad_addresses(source: &str, entries: &[String]) -> Vec<Refusal> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            herald_core::addresses::AddressRange::parse(entry)
+                .err()
+                .map(|e| Refusal::BadAddress {
+                    object: source.to_owned(),
+                    entry: entry.clone(),
+                    why: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Two MetalLB objects of one kind and name in different namespaces would become one.
+fn same_names(migration: &Migration) -> Vec<Refusal> {
+    let mut pools: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pool in &migration.pools {
+        pools
+            .entry(name_of(&pool.metadata))
+            .or_default()
+            .push(source_namespace(&pool.metadata));
+    }
+    let mut advertisements: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for advertisement in &migration.advertisements {
+        advertisements
+            .entry(name_of(&advertisement.metadata))
+            .or_default()
+            .push(source_namespace(&advertisement.metadata));
+    }
+    let refuse = |kind: &'static str, names: BTreeMap<String, Vec<String>>| {
+        names
+            .into_iter()
+            .filter(|(_, namespaces)| namespaces.len() > 1)
+            .map(move |(name, namespaces)| Refusal::SameName {
+                kind,
+                name,
+                namespaces,
+            })
+    };
+    refuse("IPAddressPool", pools)
+        .chain(refuse("L2Advertisement", advertisements))
+        .collect()
+}
+
+fn name_of(metadata: &ObjectMeta) -> String {
+    metadata.name.clone().unwrap_or_default()
+}
+
+/// The namespace of the MetalLB object an object was made from, from its annotation
+/// (`Kind namespace/name…`).
+fn source_namespace(metadata: &ObjectMeta) -> String {
+    metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MIGRATED_FROM))
+        .and_then(|source| source.split_once(' '))
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(namespace, _)| namespace.to_owned())
+        .unwrap_or_default()
+}
+
+/// Objects Herald already has under the same name: identical ones are left as they are (a
+/// second run changes nothing), different ones refuse the migration.
+fn existing_objects(migration: &mut Migration, cluster: &Cluster) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    let mut unchanged = BTreeSet::new();
+    for pool in &migration.pools {
+        let name = name_of(&pool.metadata);
+        if let Some(existing) = cluster.pools.iter().find(|p| name_of(&p.metadata) == name) {
+            if existing.spec == pool.spec {
+                unchanged.insert(format!("IPAddressPool {name}"));
+            } else {
+                refusals.push(Refusal::Exists {
+                    kind: "IPAddressPool",
+                    name,
+                });
+            }
+        }
+    }
+    for advertisement in &migration.advertisements {
+        let name = name_of(&advertisement.metadata);
+        if let Some(existing) = cluster
+            .advertisements
+            .iter()
+            .find(|a| name_of(&a.metadata) == name)
+        {
+            if existing.spec == advertisement.spec {
+                unchanged.insert(format!("L2Advertisement {name}"));
+            } else {
+                refusals.push(Refusal::Exists {
+                    kind: "L2Advertisement",
+                    name,
+                });
+            }
+        }
+    }
+    for row in &mut migration.rows {
+        if row.outcome == Outcome::Converted
+            && row.result.split(", ").all(|r| unchanged.contains(r))
+        {
+            row.outcome = Outcome::Unchanged;
+        }
+    }
+    refusals
+}
+
+/// Pools of the migration that share addresses with each other or with Herald's other pools.
+fn overlaps(migrated: &[IPAddressPool], existing: &[IPAddressPool]) -> Vec<Refusal> {
+    let parsed = |pool: &IPAddressPool| {
+        PoolAddresses::parse(&pool.spec.addresses, false)
+            .ok()
+            .map(|addresses| (name_of(&pool.metadata), addresses))
+    };
+    let migrated_names: BTreeSet<String> = migrated.iter().map(|p| name_of(&p.metadata)).collect();
+    let mut all: Vec<(String, PoolAddresses)> = migrated.iter().filter_map(parsed).collect();
+    all.extend(
+        existing
+            .iter()
+            .filter(|p| !migrated_names.contains(&name_of(&p.metadata)))
+            .filter_map(parsed),
+    );
+    let mut refusals = Vec::new();
+    for (i, (first, a)) in all.iter().enumerate() {
+        for (second, b) in &all[i + 1..] {
+            let shared = a
+                .ranges()
+                .iter()
+                .find_map(|x| b.ranges().iter().find_map(|y| x.intersection(y)));
+            if let Some(range) = shared {
+                refusals.push(Refusal::Overlap {
+                    first: format!("pool {first:?}"),
+                    second: format!("pool {second:?}"),
+                    range: range.to_string(),
+                });
+            }
+        }
+    }
+    refusals
+}
+
+/// What Herald's controller would do with every Service's address under the migrated pools:
+/// a row per Service whose address moves or goes, and a refusal per address that a Service
+/// Herald does not serve shows but Herald could hand out.
+fn addresses(migration: &Migration, cluster: &Cluster) -> (Vec<Row>, Vec<Refusal>) {
+    let mut index = Index::new(cluster.class.clone());
+    let migrated: BTreeSet<String> = migration
+        .pools
+        .iter()
+        .map(|p| name_of(&p.metadata))
+        .collect();
+    let pools: Vec<&IPAddressPool> = migration
+        .pools
+        .iter()
+        .chain(
+            cluster
+                .pools
+                .iter()
+                .filter(|p| !migrated.contains(&name_of(&p.metadata))),
+        )
+        .collect();
+    for pool in &pools {
+        index.apply_pool(pool);
+    }
+    for (name, labels) in &cluster.namespaces {
+        index.apply_namespace(name, labels.clone());
+    }
+    for service in &cluster.services {
+        index.apply_service(service);
+    }
+    index.claim_statuses();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut rows = Vec::new();
+    let mut refusals = Vec::new();
+    for object in &cluster.services {
+        let key = service::key(object);
+        let shown = service::status_addresses(object);
+        if shown.is_empty() {
+            continue;
+        }
+        if !service::is_ours(object, cluster.class.as_deref()) {
+            for ip in &shown {
+                if let Some(pool) = pools.iter().find(|p| {
+                    PoolAddresses::parse(&p.spec.addresses, p.spec.avoid_buggy_ips)
+                        .is_ok_and(|a| a.contains(*ip))
+                }) {
+                    refusals.push(Refusal::HeldElsewhere {
+                        ip: *ip,
+                        holder: key.clone(),
+                        pool: name_of(&pool.metadata),
+                        why: not_ours_because(object, cluster.class.as_deref()),
+                    });
+                }
+            }
+            continue;
+        }
+        index.decide(&key, &now);
+        let kept = index
+            .assignment(&key)
+            .map(|a| a.ips.clone())
+            .unwrap_or_default();
+        let mut shown_sorted = shown.clone();
+        shown_sorted.sort();
+        let mut kept_sorted = kept.clone();
+        kept_sorted.sort();
+        if shown_sorted != kept_sorted {
+            rows.push(Row {
+                source: format!("Service {key}"),
+                result: "-".into(),
+                outcome: Outcome::Warning,
+                note: format!(
+                    "shows {} but Herald would give it {}: check its pool and annotations",
+                    list(&shown),
+                    if kept.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        list(&kept)
+                    }
+                ),
+            });
+        }
+    }
+    (rows, refusals)
+}
+
+fn not_ours_because(service: &Service, class: Option<&str>) -> String {
+    let spec = service.spec.clone().unwrap_or_default();
+    match (spec.type_.as_deref(), spec.load_balancer_class.as_deref()) {
+        (Some("LoadBalancer"), Some(other)) if Some(other) != class => {
+            format!("its loadBalancerClass is {other:?}")
+        }
+        (Some("LoadBalancer"), None) => format!(
+            "it has no loadBalancerClass and the controller serves only {:?}",
+            class.unwrap_or_default()
+        ),
+        (kind, _) => format!("its type is {}", kind.unwrap_or("ClusterIP")),
+    }
+}
+
+fn list(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(|ip| ip.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pool(namespace: &str, name: &str, addresses: &[&str]) -> Object<metallb::PoolSpec> {
+        Object {
+            namespace: namespace.into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            spec: metallb::PoolSpec {
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                ..metallb::PoolSpec::default()
+            },
+        }
+    }
+
+    fn service(name: &str, ips: &[&str], extra_spec: serde_json::Value) -> Service {
+        let mut spec = json!({"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra_spec.as_object().unwrap().clone());
+        let ingress: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": spec,
+            "status": {"loadBalancer": {"ingress": ingress}},
+        }))
+        .unwrap()
+    }
+
+    fn outcomes(migration: &Migration) -> Vec<(String, String, Outcome)> {
+        migration
+            .rows
+            .iter()
+            .map(|r| (r.source.clone(), r.result.clone(), r.outcome))
+            .collect()
+    }
+
+    #[test]
+    fn pools_and_advertisements_map_field_for_field_and_bgp_is_listed_not_dropped() {
+        let mut lan = pool("metallb-system", "lan", &["192.0.2.0/28", "2001:db8::/120"]);
+        lan.labels.insert("zone".into(), "a".into());
+        lan.spec.auto_assign = Some(false);
+        lan.spec.avoid_buggy_ips = true;
+        lan.spec.service_allocation = Some(ServiceAllocation {
+            priority: Some(0),
+            namespaces: vec!["web".into()],
+            ..ServiceAllocation::default()
+        });
+        let config = Configuration {
+            pools: vec![lan],
+            l2_advertisements: vec![Object {
+                namespace: "metallb-system".into(),
+                name: "lan".into(),
+                labels: BTreeMap::new(),
+                spec: metallb::L2AdvertisementSpec {
+                    ip_address_pools: vec!["lan".into()],
+                    interfaces: vec!["eth1".into()],
+                    ..metallb::L2AdvertisementSpec::default()
+                },
+            }],
+            unconverted: vec![("BGPPeer".into(), "metallb-system".into(), "tor".into())],
+            legacy: None,
+        };
+        let migration = migrate(&config, &Cluster::default()).unwrap();
+        let spec = &migration.pools[0].spec;
+        assert_eq!(spec.addresses, ["192.0.2.0/28", "2001:db8::/120"]);
+        assert!(!spec.auto_assign && spec.avoid_buggy_ips);
+        let allocation = spec.service_allocation.as_ref().unwrap();
+        // MetalLB's priority 0 is no priority.
+        assert_eq!(allocation.priority, None);
+        assert_eq!(allocation.namespaces, ["web"]);
+        let labels = migration.pools[0].metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["zone"], "a");
+        assert_eq!(labels[MIGRATED_FROM], "metallb");
+        assert_eq!(migration.advertisements[0].spec.interfaces, ["eth1"]);
+        assert_eq!(
+            outcomes(&migration),
+            [
+                (
+                    "IPAddressPool metallb-system/lan".into(),
+                    "IPAddressPool lan".into(),
+                    Outcome::Converted
+                ),
+                (
+                    "L2Advertisement metallb-system/lan".into(),
+                    "L2Advertisement lan".into(),
+                    Outcome::Converted
+                ),
+                (
+                    "BGPPeer metallb-system/tor".into(),
+                    "-".into(),
+                    Outcome::NotConverted
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_legacy_configmap_gives_a_pool_per_address_pool_and_an_advertisement_per_layer2_one() {
+        let legacy = metallb::parse_legacy(
+            "peers:\n- peer-address: 198.51.100.1\n  peer-asn: 64501\n  my-asn: 64500\n\
+             address-pools:\n- name: default\n  protocol: layer2\n  addresses: [192.0.2.10-192.0.2.20]\n  auto-assign: false\n\
+             - name: routed\n  protocol: bgp\n  addresses: [203.0.113.0/28]\n",
+        )
+        .unwrap();
+        let config = Configuration {
+            legacy: Some(("metallb-system".into(), "config".into(), legacy)),
+            ..Configuration::default()
+        };
+        let migration = migrate(&config, &Cluster::default()).unwrap();
+        let names: Vec<_> = migration
+            .pools
+            .iter()
+            .map(|p| name_of(&p.metadata))
+            .collect();
+        assert_eq!(names, ["default", "routed"]);
+        assert!(!migration.pools[0].spec.auto_assign);
+        assert_eq!(migration.advertisements.len(), 1);
+        assert_eq!(
+            migration.advertisements[0].spec.ip_address_pools,
+            ["default"]
+        );
+        let outcomes: Vec<Outcome> = migration.rows.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Converted,
+                Outcome::NotConverted,
+                Outcome::NotConverted
+            ]
+        );
+        assert!(
+            migration.rows[1].note.contains("\"bgp\""),
+            "{:?}",
+            migration.rows[1]
+        );
+    }
+
+    #[test]
+    fn overlapping_pools_and_namesakes_are_refused_with_every_reason() {
+        let config = Configuration {
+            pools: vec![
+                pool("metallb-system", "a", &["192.0.2.0/28"]),
+                pool("metallb-system", "b", &["192.0.2.8-192.0.2.30"]),
+                pool("other", "a", &["203.0.113.0/28"]),
+            ],
+            ..Configuration::default()
+        };
+        let existing: IPAddressPool = serde_json::from_value(json!({
+            "metadata": {"name": "herald"}, "spec": {"addresses": ["203.0.113.15/32"]}}))
+        .unwrap();
+        let cluster = Cluster {
+            pools: vec![existing],
+            ..Cluster::default()
+        };
+        let refusals = migrate(&config, &cluster).unwrap_err();
+        let text: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("IPAddressPool \"a\" exists in namespaces")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("pool \"a\" and pool \"b\" both hold 192.0.2.8-192.0.2.15")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("pool \"herald\"") && t.contains("203.0.113.15")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_second_run_finds_its_objects_unchanged_and_a_different_namesake_refuses() {
+        let config = Configuration {
+            pools: vec![pool("metallb-system", "lan", &["192.0.2.0/28"])],
+            ..Configuration::default()
+        };
+        let first = migrate(&config, &Cluster::default()).unwrap();
+        let cluster = Cluster {
+            pools: first.pools.clone(),
+            ..Cluster::default()
+        };
+        let again = migrate(&config, &cluster).unwrap();
+        assert_eq!(again.rows[0].outcome, Outcome::Unchanged);
+        let mut changed = first.pools[0].clone();
+        changed.spec.addresses = vec!["198.51.100.0/28".into()];
+        let cluster = Cluster {
+            pools: vec![changed],
+            ..Cluster::default()
+        };
+        assert_eq!(
+            migrate(&config, &cluster).unwrap_err(),
+            [Refusal::Exists {
+                kind: "IPAddressPool",
+                name: "lan".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn services_keep_their_addresses_and_one_that_would_move_is_a_warning() {
+        let config = Configuration {
+            pools: vec![pool("metallb-system", "lan", &["192.0.2.0/28"])],
+            ..Configuration::default()
+        };
+        let cluster = Cluster {
+            services: vec![
+                // Addresses MetalLB gave, not the lowest free ones: kept.
+                service("web", &["192.0.2.9"], json!({})),
+                service("dns", &["192.0.2.3"], json!({})),
+                // Outside every pool: Herald would give it another.
+                service("old", &["198.51.100.7"], json!({})),
+            ],
+            ..Cluster::default()
+        };
+        let migration = migrate(&config, &cluster).unwrap();
+        let warnings: Vec<&Row> = migration
+            .rows
+            .iter()
+            .filter(|r| r.outcome == Outcome::Warning)
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].source, "Service default/old");
+        assert!(
+            warnings[0]
+                .note
+                .starts_with("shows 198.51.100.7 but Herald would give it 192.0.2.0"),
+            "{}",
+            warnings[0].note
+        );
+    }
+
+    #[test]
+    fn an_address_a_service_of_another_class_shows_is_refused() {
+        let config = Configuration {
+            pools: vec![pool("metallb-system", "lan", &["192.0.2.0/28"])],
+            ..Configuration::default()
+        };
+        let cluster = Cluster {
+            services: vec![service(
+                "vip",
+                &["192.0.2.4"],
+                json!({"loadBalancerClass": "kube-vip.io/kube-vip-class"}),
+            )],
+            ..Cluster::default()
+        };
+        let refusals = migrate(&config, &cluster).unwrap_err();
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(
+            refusals[0].to_string(),
+            "Service default/vip shows 192.0.2.4, which Herald would hand out to other Services: \
+             it is in pool \"lan\" but the Service is not Herald's (its loadBalancerClass is \
+             \"kube-vip.io/kube-vip-class\")"
+        );
+    }
+}
