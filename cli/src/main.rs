@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_cli::metallb::{self, Configuration, Object};
 use herald_cli::migrate::{self, Cluster, Migration};
+use herald_cli::{pools, services, table};
 use herald_crds::{IPAddressPool, L2Advertisement};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -31,9 +32,36 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Every LoadBalancer Service: its addresses, pool, the node and interfaces answering for
+    /// it, and what is wrong when something is.
+    Services {
+        /// The namespace to show (default: the kubeconfig context's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+
+        /// Show every namespace.
+        #[arg(short = 'A', long, conflicts_with = "namespace")]
+        all_namespaces: bool,
+
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Each pool's use per family, its state, and the Services holding its addresses.
+    Pools {
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
+    },
     /// Moves another load balancer's configuration over to Herald.
     #[command(subcommand)]
     Migrate(Migrate),
+}
+
+/// `-o`: a wider table, or the views as data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Wide,
+    Json,
+    Yaml,
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,6 +106,55 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     match args.command {
+        Command::Services {
+            namespace,
+            all_namespaces,
+            output,
+        } => {
+            let namespace = (!all_namespaces)
+                .then(|| namespace.unwrap_or_else(|| client.default_namespace().to_owned()));
+            let services = match &namespace {
+                Some(ns) => Api::<Service>::namespaced(client.clone(), ns),
+                None => Api::<Service>::all(client.clone()),
+            }
+            .list(&ListParams::default())
+            .await
+            .context("listing Services")?
+            .items;
+            let pools = list_pools(&client).await?;
+            let views = services::views(&services, &pools);
+            match output {
+                Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&views)?),
+                Some(Output::Yaml) => print!("{}", serde_yaml::to_string(&views)?),
+                wide => {
+                    if views.is_empty() {
+                        eprintln!("No LoadBalancer Services found.");
+                    } else {
+                        print!(
+                            "{}",
+                            services::render(&views, all_namespaces, wide == Some(Output::Wide))
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pools { output } => {
+            let pools = list_pools(&client).await?;
+            let services = Api::<Service>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .context("listing Services")?
+                .items;
+            let views = pools::views(&pools, &services::views(&services, &pools));
+            match output {
+                Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&views)?),
+                Some(Output::Yaml) => print!("{}", serde_yaml::to_string(&views)?),
+                _ if views.is_empty() => eprintln!("No IPAddressPools found."),
+                _ => print!("{}", pools::render(&views)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate(Migrate::Metallb {
             apply,
             dry_run: _,
@@ -199,11 +276,7 @@ async fn read_metallb(client: &Client, namespace: &str) -> anyhow::Result<Config
 
 async fn read_cluster(client: &Client, class: Option<String>) -> anyhow::Result<Cluster> {
     let all = ListParams::default();
-    let pools = Api::<IPAddressPool>::all(client.clone())
-        .list(&all)
-        .await
-        .context("listing Herald's IPAddressPools (are Herald's CRDs installed?)")?
-        .items;
+    let pools = list_pools(client).await?;
     let advertisements = Api::<L2Advertisement>::all(client.clone())
         .list(&all)
         .await
@@ -232,36 +305,27 @@ async fn read_cluster(client: &Client, class: Option<String>) -> anyhow::Result<
 }
 
 fn table(migration: &Migration) -> String {
-    let header = ("SOURCE", "RESULT", "OUTCOME", "NOTE");
-    let rows: Vec<(String, String, String, String)> = migration
+    let rows: Vec<Vec<String>> = migration
         .rows
         .iter()
         .map(|r| {
-            (
+            vec![
                 r.source.clone(),
                 r.result.clone(),
                 r.outcome.to_string(),
                 r.note.clone(),
-            )
+            ]
         })
         .collect();
-    let width = |f: fn(&(String, String, String, String)) -> usize, h: &str| {
-        rows.iter().map(f).max().unwrap_or(0).max(h.len())
-    };
-    let (a, b, c) = (
-        width(|r| r.0.len(), header.0),
-        width(|r| r.1.len(), header.1),
-        width(|r| r.2.len(), header.2),
-    );
-    let mut out = format!(
-        "{:a$}  {:b$}  {:c$}  {}\n",
-        header.0, header.1, header.2, header.3
-    );
-    for (source, result, outcome, note) in rows {
-        out.push_str(format!("{source:a$}  {result:b$}  {outcome:c$}  {note}").trim_end());
-        out.push('\n');
-    }
-    out
+    table::render(&["SOURCE", "RESULT", "OUTCOME", "NOTE"], &rows)
+}
+
+async fn list_pools(client: &Client) -> anyhow::Result<Vec<IPAddressPool>> {
+    Ok(Api::<IPAddressPool>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing Herald's IPAddressPools (are Herald's CRDs installed?)")?
+        .items)
 }
 
 fn yaml(migration: &Migration) -> anyhow::Result<String> {

@@ -13,6 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
+use herald_crds::allocated::FromPool;
 use herald_crds::{EventReason, IPAddressPoolStatus, conditions, field_managers, reasons};
 
 /// The controller's field manager for server-side apply.
@@ -44,7 +45,11 @@ impl Condition {
             conditions::ALLOCATED,
             true,
             reasons::ALLOCATED,
-            format!("{} from pool {:?}", join(&assignment.ips), assignment.pool),
+            FromPool {
+                ips: assignment.ips.clone(),
+                pool: assignment.pool.clone(),
+            }
+            .message(),
         )
     }
 

@@ -12,7 +12,9 @@ use kube::core::crd::merge_crds;
 pub use l2advertisement::{L2Advertisement, L2AdvertisementSpec};
 pub use pool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use selector::label_selector;
-pub use vocabulary::{EventReason, annotations, conditions, field_managers, reasons};
+pub use vocabulary::{
+    EventReason, allocated, annotations, announced, conditions, field_managers, reasons,
+};
 
 pub const GROUP: &str = "herald.dev";
 

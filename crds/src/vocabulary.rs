@@ -139,3 +139,133 @@ pub mod field_managers {
     pub const CONTROLLER: &str = "herald-controller";
     pub const SPEAKER: &str = "herald-speaker";
 }
+
+/// The message of an `Announced` condition that is true: which node answers for which
+/// addresses, on which interfaces, and why that node. The speaker writes it and reads it back
+/// (an address the cluster announced before is taken over without a probe); tools read it to
+/// show who answers.
+pub mod announced {
+    use std::net::IpAddr;
+
+    /// `node NODE answers for IP[, IP] on IFACE[, IFACE]: WHY`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Answering {
+        pub node: String,
+        pub ips: Vec<IpAddr>,
+        pub interfaces: Vec<String>,
+    }
+
+    impl Answering {
+        pub fn message(&self, why: &str) -> String {
+            let list = |items: Vec<String>| items.join(", ");
+            format!(
+                "node {} answers for {} on {}: {why}",
+                self.node,
+                list(self.ips.iter().map(|ip| ip.to_string()).collect()),
+                list(self.interfaces.clone())
+            )
+        }
+
+        /// Reads a message [`Self::message`] wrote; `None` for any other text.
+        pub fn parse(message: &str) -> Option<Answering> {
+            let rest = message.strip_prefix("node ")?;
+            let (node, rest) = rest.split_once(" answers for ")?;
+            let (ips, rest) = rest.split_once(" on ")?;
+            let (interfaces, _) = rest.split_once(": ")?;
+            Some(Answering {
+                node: node.to_owned(),
+                ips: ips
+                    .split(", ")
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .ok()?,
+                interfaces: interfaces.split(", ").map(str::to_owned).collect(),
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_message_reads_back_as_written_and_other_text_not_at_all() {
+            let answering = Answering {
+                node: "node-a".into(),
+                ips: vec![
+                    "192.0.2.200".parse().unwrap(),
+                    "2001:db8::200".parse().unwrap(),
+                ],
+                interfaces: vec!["eth0".into(), "eth1".into()],
+            };
+            let message = answering.message("the first choice: for its addresses");
+            assert_eq!(
+                message,
+                "node node-a answers for 192.0.2.200, 2001:db8::200 on eth0, eth1: the first \
+                 choice: for its addresses"
+            );
+            assert_eq!(Answering::parse(&message), Some(answering));
+            assert_eq!(
+                Answering::parse("no live node may announce 192.0.2.200"),
+                None
+            );
+            assert_eq!(
+                Answering::parse("node a answers for nothing on eth0: x"),
+                None
+            );
+        }
+    }
+}
+
+/// The message of an `Allocated` condition that is true: the addresses and their pool. The
+/// controller writes it; tools read it to show which pool a Service's addresses come from
+/// (with overlapping pools, the addresses alone do not tell).
+pub mod allocated {
+    use std::net::IpAddr;
+
+    /// `IP[, IP] from pool "POOL"`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct FromPool {
+        pub ips: Vec<IpAddr>,
+        pub pool: String,
+    }
+
+    impl FromPool {
+        pub fn message(&self) -> String {
+            let ips: Vec<String> = self.ips.iter().map(|ip| ip.to_string()).collect();
+            format!("{} from pool {:?}", ips.join(", "), self.pool)
+        }
+
+        /// Reads a message [`Self::message`] wrote; `None` for any other text.
+        pub fn parse(message: &str) -> Option<FromPool> {
+            let (ips, pool) = message.split_once(" from pool ")?;
+            Some(FromPool {
+                ips: ips
+                    .split(", ")
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .ok()?,
+                pool: serde_json::from_str(pool).ok()?,
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_message_reads_back_as_written() {
+            let from = FromPool {
+                ips: vec!["192.0.2.9".parse().unwrap(), "2001:db8::9".parse().unwrap()],
+                pool: "lan".into(),
+            };
+            assert_eq!(from.message(), "192.0.2.9, 2001:db8::9 from pool \"lan\"");
+            assert_eq!(FromPool::parse(&from.message()), Some(from));
+            assert_eq!(
+                FromPool::parse("pool \"lan\" has no free IPv4 address"),
+                None
+            );
+        }
+    }
+}
