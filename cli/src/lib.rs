@@ -6,4 +6,5 @@ pub mod metallb;
 pub mod migrate;
 pub mod pools;
 pub mod services;
+pub mod status;
 pub mod table;

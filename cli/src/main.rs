@@ -6,9 +6,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_cli::metallb::{self, Configuration, Object};
 use herald_cli::migrate::{self, Cluster, Migration};
-use herald_cli::{pools, services, table};
+use herald_cli::{pools, services, status, table};
 use herald_crds::{IPAddressPool, L2Advertisement};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use herald_speaker::heartbeat;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -32,6 +35,12 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The cluster on one screen: pools, advertisements, a speaker per node, and the Services
+    /// in trouble, most urgent first.
+    Status {
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
+    },
     /// Every LoadBalancer Service: its addresses, pool, the node and interfaces answering for
     /// it, and what is wrong when something is.
     Services {
@@ -136,6 +145,45 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         );
                     }
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { output } => {
+            let all = ListParams::default();
+            let pools = list_pools(&client).await?;
+            let services = Api::<Service>::all(client.clone())
+                .list(&all)
+                .await
+                .context("listing Services")?
+                .items;
+            let service_views = services::views(&services, &pools);
+            let advertisements = Api::<L2Advertisement>::all(client.clone())
+                .list(&all)
+                .await
+                .context("listing Herald's L2Advertisements")?
+                .items;
+            let nodes = Api::<Node>::all(client.clone())
+                .list(&all)
+                .await
+                .context("listing Nodes")?
+                .items;
+            let leases = Api::<Lease>::all(client.clone())
+                .list(&ListParams::default().labels(&format!("{}=true", heartbeat::LABEL)))
+                .await
+                .context("listing the speakers' heartbeat Leases")?
+                .items;
+            let status = status::status(
+                pools::views(&pools, &service_views),
+                &advertisements,
+                &nodes,
+                &leases,
+                &service_views,
+                Timestamp::now(),
+            );
+            match output {
+                Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&status)?),
+                Some(Output::Yaml) => print!("{}", serde_yaml::to_string(&status)?),
+                _ => print!("{}", status::render(&status)),
             }
             Ok(ExitCode::SUCCESS)
         }

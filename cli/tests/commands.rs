@@ -190,8 +190,27 @@ async fn services_and_pools_show_every_state_field_by_field() {
     .await;
     assert_eq!(allocated(&cluster, "late").await, reasons::POOL_EXHAUSTED);
 
+    // The node whose speaker answers, alive by its heartbeat Lease as a speaker keeps it.
+    let node_b = cluster.unique_name("node-b");
+    let node: k8s_openapi::api::core::v1::Node =
+        serde_json::from_value(json!({"metadata": {"name": node_b}})).unwrap();
+    Api::all(cluster.client())
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap();
+    let lease: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(json!({
+        "metadata": {"name": format!("herald-speaker-{node_b}"),
+                     "labels": {herald_speaker::heartbeat::LABEL: "true"}},
+        "spec": {"holderIdentity": node_b, "leaseDurationSeconds": 300,
+                 "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                     k8s_openapi::jiff::Timestamp::now())}}))
+    .unwrap();
+    Api::namespaced(cluster.client(), &ns)
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap();
     let answering = |ips: &[&str]| Answering {
-        node: "node-b".into(),
+        node: node_b.clone(),
         ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
         interfaces: vec!["eth0".into()],
     };
@@ -249,7 +268,7 @@ async fn services_and_pools_show_every_state_field_by_field() {
             "web",
             "192.0.2.0",
             lan.as_str(),
-            "node-b",
+            node_b.as_str(),
             "eth0",
             "Announced"
         ]
@@ -260,7 +279,7 @@ async fn services_and_pools_show_every_state_field_by_field() {
             "dns-tcp",
             "192.0.2.1",
             lan.as_str(),
-            "node-b",
+            node_b.as_str(),
             "eth0",
             "Announced"
         ]
@@ -271,7 +290,7 @@ async fn services_and_pools_show_every_state_field_by_field() {
             "dns-udp",
             "192.0.2.1",
             lan.as_str(),
-            "node-b",
+            node_b.as_str(),
             "eth0",
             "Announced"
         ]
@@ -309,7 +328,7 @@ async fn services_and_pools_show_every_state_field_by_field() {
         .find(|v| v["name"] == "web" && v["namespace"] == ns)
         .unwrap();
     assert_eq!(web["addresses"], json!(["192.0.2.0"]));
-    assert_eq!(web["node"], "node-b");
+    assert_eq!(web["node"], node_b.as_str());
 
     let pools: Value =
         serde_json::from_str(&kubectl_herald(&cluster, &["pools", "-o", "json"])).unwrap();
@@ -354,4 +373,25 @@ async fn services_and_pools_show_every_state_field_by_field() {
         text.contains("  IPv4  [####################]  4 of 4 assigned\n"),
         "{text}"
     );
+
+    let status: Value =
+        serde_json::from_str(&kubectl_herald(&cluster, &["status", "-o", "json"])).unwrap();
+    let speaker = status["speakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["node"] == node_b.as_str())
+        .unwrap_or_else(|| panic!("no speaker of {node_b} in {status}"));
+    assert_eq!(
+        speaker,
+        &json!({"node": node_b, "speaker": "live", "addresses": 2})
+    );
+    let trouble: Vec<&str> = status["trouble"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["namespace"] == ns.as_str())
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(trouble, ["late", "local", "extra"]);
 }
