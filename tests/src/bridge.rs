@@ -3,7 +3,9 @@
 //! root namespace serves a Unix socket that forwards to the server's loopback port, and a
 //! `socat` in a LAN host's namespace forwards TCP on that host's address to the socket (the
 //! file system is shared across namespaces). TLS passes through untouched; the kubeconfig it
-//! writes names the server `localhost`, which the server's certificate holds.
+//! writes names the server `localhost`, which the server's certificate holds. The LAN side
+//! listens on the server's own port, which is the port a real cluster's `kubernetes` Service
+//! sends its Pods to.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use crate::lan::Host;
 use crate::{ApiServer, spawn_tied};
-
-pub const API_PORT: u16 = 6443;
 
 pub struct ApiBridge {
     /// The server's URL as the LAN's hosts reach it.
@@ -25,7 +25,7 @@ pub struct ApiBridge {
 }
 
 impl ApiBridge {
-    /// Serves the API on `host`'s IPv4 address, port [`API_PORT`].
+    /// Serves the API on `host`'s IPv4 address, on the server's port.
     pub fn new(server: &ApiServer, host: &Host) -> ApiBridge {
         let admin: serde_yaml::Value = read_kubeconfig(&server.kubeconfig_path());
         let loopback = admin["clusters"][0]["cluster"]["server"]
@@ -45,7 +45,7 @@ impl ApiBridge {
         let mut lan_side = host.command("socat");
         lan_side
             .arg(format!(
-                "TCP-LISTEN:{API_PORT},bind={},fork,reuseaddr",
+                "TCP-LISTEN:{port},bind={},fork,reuseaddr",
                 host.ipv4
             ))
             .arg(format!("UNIX-CONNECT:{}", socket.display()))
@@ -61,7 +61,7 @@ impl ApiBridge {
             std::thread::sleep(Duration::from_millis(20));
         }
         let mut bridge = ApiBridge {
-            url: format!("https://{}:{API_PORT}", host.ipv4),
+            url: format!("https://{}:{port}", host.ipv4),
             netns: host.netns.clone(),
             kubeconfig: PathBuf::new(),
             socket,
