@@ -50,6 +50,8 @@ const CONTROL_PLANE_HOST: u8 = 2;
 /// Herald's Helm release.
 const RELEASE: &str = "herald";
 const ECHO_IMAGE: &str = "lab.herald.dev/echo:1";
+/// Herald's image, without its tag (`scripts/build-image` tags it with the version).
+const HERALD_IMAGE: &str = "ghcr.io/herald-lb/herald";
 
 /// Where a real cluster's Pods reach the API server: the control plane's LAN address, which
 /// the lab's API bridge serves.
@@ -242,6 +244,23 @@ impl Lab {
 
     /// `helm install` of `deploy/helm/herald` with its default values, as the README has it.
     fn install_herald(&self) {
+        self.helm_upgrade(&[]);
+    }
+
+    /// Upgrades Herald to the image tag `tag`, as a user would (`helm upgrade --set
+    /// image.tag=...`): every node's containerd gets Herald's image under that tag first, as a
+    /// registry would serve it. Returns once the rollout is over.
+    pub async fn upgrade_herald(&self, tag: &str) {
+        let image = format!("{HERALD_IMAGE}:{}", env!("CARGO_PKG_VERSION"));
+        for node in &self.nodes {
+            node.kube
+                .tag_image(&image, &format!("{HERALD_IMAGE}:{tag}"));
+        }
+        self.helm_upgrade(&["--reuse-values", "--set", &format!("image.tag={tag}")]);
+        self.wait_herald_ready().await;
+    }
+
+    fn helm_upgrade(&self, args: &[&str]) {
         let server = self.cluster.server();
         let chart = crate::repo_root().join("deploy/helm/herald");
         let output = Command::new(&self.config.binaries.helm)
@@ -249,6 +268,7 @@ impl Lab {
             .args(["upgrade", "--install", RELEASE])
             .arg(&chart)
             .args(["--namespace", install::NAMESPACE, "--create-namespace"])
+            .args(args)
             .output()
             .unwrap_or_else(|e| panic!("running helm: {e}"));
         assert!(
@@ -259,21 +279,68 @@ impl Lab {
         );
     }
 
-    /// Waits until the speaker DaemonSet has a ready Pod on every node and the controller
-    /// Deployment both replicas ready.
+    /// Waits until the speaker DaemonSet has an up-to-date ready Pod on every node and the
+    /// controller Deployment both replicas up to date and ready.
     pub async fn wait_herald_ready(&self) {
         let client = self.cluster.client();
         let daemonsets = Api::<DaemonSet>::namespaced(client.clone(), install::NAMESPACE);
         let deployments = Api::<Deployment>::namespaced(client, install::NAMESPACE);
         let nodes = self.nodes.len() as i32;
         eventually(WAIT, "Herald's Pods to be ready", || async {
-            let speaker = daemonsets.get(install::SPEAKER).await.ok()?.status?;
-            let controller = deployments.get(install::CONTROLLER).await.ok()?.status?;
-            (speaker.number_ready == nodes
-                && speaker.updated_number_scheduled == Some(nodes)
-                && controller.ready_replicas == Some(2))
+            let speaker = daemonsets.get(install::SPEAKER).await.ok()?;
+            let controller = deployments.get(install::CONTROLLER).await.ok()?;
+            let speaker_status = speaker.status?;
+            let controller_status = controller.status?;
+            (speaker_status.observed_generation == speaker.metadata.generation
+                && speaker_status.number_ready == nodes
+                && speaker_status.updated_number_scheduled == Some(nodes)
+                && controller_status.observed_generation == controller.metadata.generation
+                && controller_status.updated_replicas == Some(2)
+                && controller_status.ready_replicas == Some(2)
+                && controller_status.replicas == Some(2))
             .then_some(())
         })
+        .await;
+    }
+
+    /// Deletes the speaker's Pod on node `i`, as `kubectl delete pod` does (SIGTERM: it hands
+    /// its addresses over), and returns once the DaemonSet's new Pod there is ready.
+    pub async fn delete_speaker_pod(&self, i: usize) {
+        let pods = Api::<Pod>::namespaced(self.cluster.client(), install::NAMESPACE);
+        let params = ListParams::default()
+            .labels("app.kubernetes.io/component=speaker")
+            .fields(&format!("spec.nodeName={}", self.nodes[i].name));
+        let pod = pods
+            .list(&params)
+            .await
+            .unwrap_or_else(|e| panic!("listing the speaker's Pods: {e}"))
+            .items
+            .into_iter()
+            .next()
+            .and_then(|pod| pod.metadata.name)
+            .unwrap_or_else(|| panic!("no speaker Pod on {}", self.nodes[i].name));
+        pods.delete(&pod, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("deleting Pod {pod}: {e}"));
+        eventually(
+            WAIT,
+            &format!("a new speaker Pod on {}", self.nodes[i].name),
+            || async {
+                let list = pods.list(&params).await.ok()?;
+                list.items
+                    .iter()
+                    .any(|p| {
+                        p.metadata.name.as_ref() != Some(&pod)
+                            && p.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                })
+                    })
+                    .then_some(())
+            },
+        )
         .await;
     }
 

@@ -185,6 +185,17 @@ impl KubeNode {
         self.kubelet = Some(self.spawn("kubelet", command));
     }
 
+    /// Gives an image in the node's containerd a second name, as a registry would serve a new
+    /// tag.
+    pub fn tag_image(&self, image: &str, new_name: &str) {
+        if let Err(e) = ctr(
+            &self.containerd_socket(),
+            &["images", "tag", "--force", image, new_name],
+        ) {
+            panic!("tagging {image} as {new_name} on {}: {e}", self.name);
+        }
+    }
+
     /// The node's containerd socket, for `ctr` and kubelet.
     fn containerd_socket(&self) -> PathBuf {
         self.state.join("containerd.sock")
@@ -459,6 +470,8 @@ impl Drop for KubeNode {
         self.kill();
         remove_cgroup(&self.host.netns);
         let _ = std::fs::remove_dir_all(&self.state);
+        // The last node out removes the folder they share.
+        let _ = std::fs::remove_dir(STATE_ROOT);
     }
 }
 

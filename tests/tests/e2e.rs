@@ -1,7 +1,8 @@
 //! End to end, on the lab (`herald_tests::lab`, a real cluster with Herald installed from its
 //! image and Helm chart): allocation → announcement → traffic → source address → failover, for
 //! IPv4 and IPv6 and both traffic policies, a node whose kubelet stops, a pool edit and a
-//! controller restart in the middle of traffic, with real clients (`arping`, `ndisc6`, `curl`,
+//! controller restart in the middle of traffic, a speaker Pod deleted and a rolling update of
+//! Herald's image (one node answering afterwards), with real clients (`arping`, `ndisc6`, `curl`,
 //! `ip neigh`). One lab serves every step: its controller sees every Service of the API
 //! server. Needs root (network namespaces), and the images and helm `scripts/lab` prepares
 //! (`HERALD_IMAGE`, `HERALD_LAB_IMAGES`, `HERALD_HELM`).
@@ -134,6 +135,21 @@ async fn herald_end_to_end() {
     assert!(reply(&lab, late_ips[1]).saw.is_ipv6());
     nothing_lost(&probes, "during the controller restart");
 
+    // The speaker Pod on the node answering for echo-cluster is deleted: the DaemonSet makes a
+    // new one, and the address is answered by one node again.
+    let node = lab.settled(CLUSTER, cluster_ips[1]).await;
+    lab.delete_speaker_pod(node).await;
+    for ip in [cluster_ips[1], local_ips[1]] {
+        one_answerer(&lab, ip, "after a speaker Pod was deleted").await;
+    }
+
+    // A rolling update to a new image tag, as a user upgrades: every speaker is replaced in
+    // turn, and each address is answered by one node afterwards.
+    lab.upgrade_herald("0.1.0-rollout").await;
+    for ip in cluster_ips.iter().chain(&local_ips).copied() {
+        one_answerer(&lab, ip, "after the rolling update").await;
+    }
+
     // Failover, for each family and policy: the answering node fails under traffic, traffic
     // comes back through another node, and Local traffic still keeps the client's address.
     for (service, ip, local) in [
@@ -188,6 +204,23 @@ async fn answering_macs(lab: &Lab, ip: IpAddr) -> BTreeSet<String> {
     })
     .await
     .expect("the client's probe")
+}
+
+/// Waits until the address's Service settles on one node, and checks that this node alone
+/// answers for it, and that the client reaches it.
+async fn one_answerer(lab: &Lab, ip: IpAddr, when: &str) {
+    let service = if lab.addresses(CLUSTER).await.contains(&ip) {
+        CLUSTER
+    } else {
+        LOCAL
+    };
+    let node = lab.settled(service, ip).await;
+    assert_eq!(
+        answering_macs(lab, ip).await,
+        BTreeSet::from([lab.nodes[node].host.mac.clone()]),
+        "{service} {ip} ({when}): the MACs answering"
+    );
+    reply(lab, ip);
 }
 
 /// With `externalTrafficPolicy: Local` the request reached the pod on the announcing node with
