@@ -50,6 +50,8 @@ const CONTROL_PLANE_HOST: u8 = 2;
 /// Herald's Helm release.
 const RELEASE: &str = "herald";
 const ECHO_IMAGE: &str = "lab.herald.dev/echo:1";
+/// The speaker's health port, as the chart's default values have it.
+const SPEAKER_HEALTH_PORT: u16 = 9404;
 /// Herald's image, without its tag (`scripts/build-image` tags it with the version).
 const HERALD_IMAGE: &str = "ghcr.io/herald-lb/herald";
 
@@ -468,6 +470,26 @@ impl Lab {
         self.nodes[i].kube.boot().await;
         self.nodes[i].up = true;
         self.wait_node_ready(i, true, NODE_FAILURE_WAIT).await;
+        // The node controller may not have noticed the failure, so the API can still show the
+        // dead speaker's Pod as ready: wait for the new one to serve on the node.
+        let host = self.nodes[i].host.clone();
+        eventually(
+            WAIT,
+            &format!("the speaker on {} to serve again", self.nodes[i].name),
+            || {
+                let host = host.clone();
+                async move {
+                    let url = format!("http://127.0.0.1:{SPEAKER_HEALTH_PORT}/healthz");
+                    let output = host
+                        .command("curl")
+                        .args(["-sf", "-m", "1", &url])
+                        .output()
+                        .ok()?;
+                    output.status.success().then_some(())
+                }
+            },
+        )
+        .await;
         self.wait_herald_ready().await;
         self.wait_echo_ready().await;
     }
