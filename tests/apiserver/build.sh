@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds herald-test-apiserver (kube-apiserver + embedded etcd, kubectl, kube-proxy) into
+# Builds herald-test-apiserver (kube-apiserver + embedded etcd, kubectl, kube-proxy, kubelet,
+# kube-controller-manager, kube-scheduler) into
 # a cache directory outside the repository, keyed by a hash of the sources,
-# and prints that directory (which also holds "kubectl" and "kube-proxy" symlinks) as the only
+# and prints that directory (which also holds a symlink per component) as the only
 # line on stdout. A warm cache makes this a no-op.
 set -euo pipefail
 export LC_ALL=C # stable glob order for the hash
@@ -38,7 +39,7 @@ if [[ ! -x "$bin" ]]; then
   # Older builds are 100+ MiB each and nothing uses them any more.
   find "$(dirname "$out")" -maxdepth 1 -name 'apiserver-*' ! -path "$out" -exec rm -rf {} + 2>/dev/null || true
 fi
-for tool in kubectl kube-proxy; do
+for tool in kubectl kube-proxy kubelet kube-controller-manager kube-scheduler; do
   if [[ ! -L "$out/$tool" ]]; then
     ln -sfn herald-test-apiserver "$out/$tool.$$"
     mv -fT "$out/$tool.$$" "$out/$tool"

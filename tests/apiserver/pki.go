@@ -30,6 +30,9 @@ const (
 	servingKeyFile  = "serving.key"
 	saKeyFile       = "sa.key"
 	kubeconfigFile  = "kubeconfig"
+	// With --cluster-endpoint: what the apiserver presents to kubelets.
+	kubeletClientCertFile = "kubelet-client.crt"
+	kubeletClientKeyFile  = "kubelet-client.key"
 )
 
 const clusterName = "herald"
@@ -113,14 +116,16 @@ func (c *ca) issue(tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
 // on top of localhost.
 func servingTemplate(ips ...net.IP) *x509.Certificate {
 	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "herald-test-apiserver"},
-		DNSNames:    []string{"localhost"},
+		Subject: pkix.Name{CommonName: "herald-test-apiserver"},
+		// Pods reach the server by the "kubernetes" Service's names and ClusterIPs.
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc.cluster.local"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, ip := range ips {
-		if !ip.IsUnspecified() && !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
+		if ip != nil && !ip.IsUnspecified() && !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		}
 	}

@@ -13,7 +13,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +45,7 @@ func serve(args []string) error {
 	port := fs.Int("secure-port", 0, "HTTPS port; 0 picks a free one")
 	serviceRange := fs.String("service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/112", "service CIDR, or two comma-separated CIDRs for dual-stack")
 	stopOnEOF := fs.Bool("stop-on-stdin-eof", false, "also shut down when stdin reaches EOF, so the server dies with whoever holds the pipe")
+	clusterEndpoint := fs.String("cluster-endpoint", "", "serve a real cluster (kubelets, controller-manager, scheduler) whose Pods reach this server at this IP address, the \"kubernetes\" Service's endpoint: Node authorization, ServiceAccount admission and a kubelet client certificate on (default: API objects only, nothing runs Pods)")
 	fs.Parse(args) //nolint:errcheck // ExitOnError
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
@@ -64,6 +67,16 @@ func serve(args []string) error {
 		advertiseIP = net.IPv4(127, 0, 0, 1)
 	case bindIP.Equal(net.IPv6unspecified):
 		advertiseIP = net.IPv6loopback
+	}
+	var endpointIP net.IP
+	if *clusterEndpoint != "" {
+		if endpointIP = net.ParseIP(*clusterEndpoint); endpointIP == nil {
+			return fmt.Errorf("serve: --cluster-endpoint %q is not an IP address", *clusterEndpoint)
+		}
+	}
+	serviceIPs, err := firstServiceIPs(*serviceRange)
+	if err != nil {
+		return fmt.Errorf("serve: --service-cluster-ip-range %q: %w", *serviceRange, err)
 	}
 
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
@@ -112,7 +125,7 @@ func serve(args []string) error {
 		return fmt.Errorf("serve: %w (--secure-port 0 picks a free port)", err)
 	}
 	server := "https://" + net.JoinHostPort(advertiseIP.String(), strconv.Itoa(ports[0]))
-	adminTLS, err := writeServerFiles(*dataDir, server, bindIP, advertiseIP)
+	adminTLS, err := writeServerFiles(*dataDir, server, append([]net.IP{bindIP, advertiseIP, endpointIP}, serviceIPs...)...)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -126,10 +139,9 @@ func serve(args []string) error {
 	}
 	defer etcd.Close()
 
-	cmd.SetArgs([]string{
+	flags := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=" + *bind,
-		"--advertise-address=" + advertiseIP.String(),
 		"--secure-port=" + strconv.Itoa(ports[0]),
 		"--tls-cert-file=" + path(servingCertFile),
 		"--tls-private-key-file=" + path(servingKeyFile),
@@ -138,19 +150,37 @@ func serve(args []string) error {
 		"--service-account-key-file=" + path(saKeyFile),
 		"--service-account-signing-key-file=" + path(saKeyFile),
 		"--service-cluster-ip-range=" + *serviceRange,
-		"--authorization-mode=RBAC",
-		// No controller-manager runs, so nothing would create the default
-		// ServiceAccount this plugin insists on.
-		"--disable-admission-plugins=ServiceAccount",
-		// Loopback advertise addresses are not valid endpoints for the
-		// "kubernetes" Service.
-		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
 		// End watches at shutdown instead of letting them hold it up for
 		// the 60s request timeout.
 		"--shutdown-watch-termination-grace-period=1s",
 		"--v=0",
-	})
+	}
+	if endpointIP == nil {
+		flags = append(flags,
+			"--advertise-address="+advertiseIP.String(),
+			"--authorization-mode=RBAC",
+			// No controller-manager runs, so nothing would create the default
+			// ServiceAccount this plugin insists on.
+			"--disable-admission-plugins=ServiceAccount",
+			// Loopback advertise addresses are not valid endpoints for the
+			// "kubernetes" Service.
+			"--endpoint-reconciler-type=none",
+		)
+	} else {
+		if err := writeKubeletClientFiles(*dataDir); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		flags = append(flags,
+			"--advertise-address="+endpointIP.String(),
+			"--authorization-mode=Node,RBAC",
+			"--kubelet-client-certificate="+path(kubeletClientCertFile),
+			"--kubelet-client-key="+path(kubeletClientKeyFile),
+			// Nodes have no DNS names to reach them by.
+			"--kubelet-preferred-address-types=InternalIP",
+		)
+	}
+	cmd.SetArgs(flags)
 	go announceWhenReady(ctx, stderr, server, adminTLS)
 	if err := cli.RunNoErrOutput(cmd); err != nil {
 		return fmt.Errorf("kube-apiserver: %w (log: %s)", err, path(logFileName))
@@ -238,6 +268,39 @@ func writeServerFiles(dir, server string, ips ...net.IP) (*tls.Config, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
 	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}, nil
+}
+
+// writeKubeletClientFiles issues the certificate the apiserver presents to
+// kubelets (logs, exec), as a cluster admin.
+func writeKubeletClientFiles(dir string) error {
+	ca, err := loadCA(dir)
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := ca.issue(clientTemplate("herald-apiserver-kubelet-client", []string{"system:masters"}))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, kubeletClientCertFile), certPEM, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, kubeletClientKeyFile), keyPEM, 0o600)
+}
+
+// firstServiceIPs is the first address of each service CIDR: the
+// "kubernetes" Service's ClusterIPs, by which Pods reach the server.
+func firstServiceIPs(ranges string) ([]net.IP, error) {
+	var ips []net.IP
+	for _, cidr := range strings.Split(ranges, ",") {
+		_, network, err := net.ParseCIDR(strings.TrimSpace(cidr))
+		if err != nil {
+			return nil, err
+		}
+		ip := slices.Clone(network.IP)
+		ip[len(ip)-1]++
+		ips = append(ips, ip)
+	}
+	return ips, nil
 }
 
 // startEtcd runs a single-member etcd inside this process on loopback ports

@@ -3,7 +3,9 @@
 //! root namespace serves a Unix socket that forwards to the server's loopback port, and a
 //! `socat` in a LAN host's namespace forwards TCP on that host's address to the socket (the
 //! file system is shared across namespaces). TLS passes through untouched; the kubeconfig it
-//! writes names the server `localhost`, which the server's certificate holds.
+//! writes names the server `localhost`, which the server's certificate holds. The LAN side
+//! listens on the server's own port, which is the port a real cluster's `kubernetes` Service
+//! sends its Pods to.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use crate::lan::{Family, Host};
 use crate::{ApiServer, spawn_tied};
-
-pub const API_PORT: u16 = 6443;
 
 pub struct ApiBridge {
     /// The server's URL as the LAN's hosts reach it.
@@ -25,8 +25,8 @@ pub struct ApiBridge {
 }
 
 impl ApiBridge {
-    /// Serves the API on `host`'s IPv4 address (its IPv6 address on an IPv6-only LAN), port
-    /// [`API_PORT`].
+    /// Serves the API on `host`'s IPv4 address (its IPv6 address on an IPv6-only LAN), on the
+    /// server's port.
     pub fn new(server: &ApiServer, host: &Host) -> ApiBridge {
         let admin: serde_yaml::Value = read_kubeconfig(&server.kubeconfig_path());
         let loopback = admin["clusters"][0]["cluster"]["server"]
@@ -45,12 +45,12 @@ impl ApiBridge {
             spawn_tied(root_side).expect("starting socat (scripts/install-deps installs it)");
         let (listen, authority) = match host.family {
             Family::DualStack => (
-                format!("TCP4-LISTEN:{API_PORT},bind={}", host.ipv4),
-                format!("{}:{API_PORT}", host.ipv4),
+                format!("TCP4-LISTEN:{port},bind={}", host.ipv4),
+                format!("{}:{port}", host.ipv4),
             ),
             Family::Ipv6Only => (
-                format!("TCP6-LISTEN:{API_PORT},bind=[{}]", host.ipv6),
-                format!("[{}]:{API_PORT}", host.ipv6),
+                format!("TCP6-LISTEN:{port},bind=[{}]", host.ipv6),
+                format!("[{}]:{port}", host.ipv6),
             ),
         };
         let mut lan_side = host.command("socat");

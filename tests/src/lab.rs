@@ -1,83 +1,109 @@
-//! The lab: Herald running for real on a LAN of network namespaces, as it would in a small
-//! cluster. A control-plane host serves the test API server (bridged onto the LAN) and runs
-//! `herald-controller`; each node host runs `herald-speaker` and the real `kube-proxy`
-//! (iptables mode) and has pods behind it; a client host sends the traffic.
+//! The lab: a real Kubernetes cluster on this machine, with Herald installed as its users
+//! install it. A control-plane host serves the test API server (bridged onto the LAN) and runs
+//! the real kube-controller-manager and kube-scheduler; each node host is a real node
+//! ([`KubeNode`]: containerd, kubelet, kube-proxy); a client host sends the traffic. Herald
+//! comes from its own image and Helm chart (`deploy/helm/herald`): the speaker DaemonSet's Pods
+//! on every node, the controller Deployment's two replicas. The echo backends are the Pods of
+//! a Deployment with readiness probes, one per node; their EndpointSlices are the controller-
+//! manager's.
 //!
 //! Addresses, documentation ranges only:
 //! - the LAN `192.0.2.0/24` and `2001:db8::/64`: control plane `.2`, client `.100`, node `i`
 //!   `.(11 + i)` (see [`Lan`]);
-//! - node `i`'s pods `198.51.100.(16·(i+1))/28` and `2001:db8:10:(i+1)::/64`, on a bridge
-//!   `cni0` whose first address is the pods' gateway; each node routes the other nodes' pod
-//!   networks through their LAN addresses, as a simple routed CNI does;
+//! - node `i`'s Pods in [`node::pod_cidrs`]`(i)`, behind its `cni0` bridge; each node routes
+//!   the other nodes' Pod ranges through their LAN addresses, as a simple routed CNI does;
 //! - the pool `192.0.2.200-192.0.2.220` and `2001:db8::200-2001:db8::220`, on the LAN.
 //!
-//! Herald's programs authenticate as their ServiceAccounts, with exactly the RBAC of `deploy/`
-//! (see [`install`](crate::install)); kube-proxy as `system:kube-proxy`.
-//!
-//! No kubelet or controller-manager runs: the lab writes the Node and Pod objects and the
-//! EndpointSlices that they would, and keeps the slices following the pods' readiness. The
-//! Services' ClusterIPs come from the API server's own range; kube-proxy programs them inside
-//! the nodes' namespaces, and nothing sends traffic to them.
+//! Images come from no registry: Herald's (`scripts/build-image`) and the lab's pause and echo
+//! images (`scripts/build-lab-images`) are imported into every node's containerd.
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
 
 use crate::bridge::ApiBridge;
 use crate::lan::{Host, Lan, ip_n, sysctl};
-use crate::{ApiServer, Process, TestCluster, eventually, gossip_key, install, objects};
+use crate::node::{self, KubeNode, NodeConfig, pod_gateways};
+use crate::{ApiServer, Process, TestCluster, eventually, install, objects};
 
 /// How long the lab waits for anything to converge before it gives up.
 pub const WAIT: Duration = Duration::from_secs(60);
-/// The port every Service exposes, and the port the pods listen on.
+/// How long a node's failure takes to show: the node controller waits 50 s
+/// (`--node-monitor-grace-period`) for a kubelet's status before it marks the node NotReady.
+pub const NODE_FAILURE_WAIT: Duration = Duration::from_secs(120);
+/// The port every Service exposes, and the port the Pods listen on.
 pub const SERVICE_PORT: u16 = 80;
 const POD_PORT: u16 = 8080;
-/// The label that selects the lab's pods.
+/// The label that selects the lab's echo Pods, and their Deployment's name.
 const APP: &str = "echo";
-const FIELD_MANAGER: &str = "herald-lab";
 const POOL: &[&str] = &["192.0.2.200-192.0.2.220", "2001:db8::200-2001:db8::220"];
+/// The control plane's host number on the LAN: the API server's endpoint for Pods.
+const CONTROL_PLANE_HOST: u8 = 2;
+/// Herald's Helm release.
+const RELEASE: &str = "herald";
+const ECHO_IMAGE: &str = "lab.herald.dev/echo:1";
+/// The speaker's health port, as the chart's default values have it.
+const SPEAKER_HEALTH_PORT: u16 = 9404;
+/// Herald's image, without its tag (`scripts/build-image` tags it with the version).
+const HERALD_IMAGE: &str = "ghcr.io/herald-lb/herald";
 
-/// The programs the lab runs.
+/// Where a real cluster's Pods reach the API server: the control plane's LAN address, which
+/// the lab's API bridge serves.
+pub fn api_endpoint() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, CONTROL_PLANE_HOST))
+}
+
+/// What the lab runs.
 #[derive(Clone, Debug)]
 pub struct Binaries {
-    pub controller: PathBuf,
-    pub speaker: PathBuf,
-    /// The test API server's multi-call binary's `kube-proxy` name.
-    pub kube_proxy: PathBuf,
-    pub echo: PathBuf,
+    /// The test API server's folder: kubelet, kube-proxy, kube-controller-manager,
+    /// kube-scheduler (the multi-call binary's names).
+    pub kubernetes: PathBuf,
     pub probe: PathBuf,
+    pub helm: PathBuf,
+    /// OCI image layouts: Herald's, and the lab's pause and echo images.
+    pub images: Vec<PathBuf>,
 }
 
 impl Binaries {
-    /// Herald's binaries and the lab's, all in `dir` (a Cargo profile folder such as
-    /// `target/debug`), and kube-proxy from the test API server's folder.
+    /// `lab-probe` from `dir` (a Cargo profile folder such as `target/debug`), Kubernetes from
+    /// the test API server's folder, helm from `HERALD_HELM` (`scripts/install-helm`), Herald's
+    /// image from `HERALD_IMAGE` (`scripts/build-image`) and the lab's from `HERALD_LAB_IMAGES`
+    /// (`scripts/build-lab-images`).
     pub fn in_dir(dir: &Path, server: &ApiServer) -> Binaries {
-        let binaries = Binaries {
-            controller: dir.join("herald-controller"),
-            speaker: dir.join("herald-speaker"),
-            kube_proxy: server.bin_dir().join("kube-proxy"),
-            echo: dir.join("lab-echo"),
-            probe: dir.join("lab-probe"),
+        let from_env = |name: &str, script: &str| -> PathBuf {
+            std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
+                panic!("{name} is not set: run `export {name}=$({script})` first (scripts/lab does)")
+            })
         };
-        for path in [
-            &binaries.controller,
-            &binaries.speaker,
-            &binaries.kube_proxy,
-            &binaries.echo,
-            &binaries.probe,
-        ] {
+        let lab_images = from_env("HERALD_LAB_IMAGES", "scripts/build-lab-images");
+        let binaries = Binaries {
+            kubernetes: server.bin_dir().to_owned(),
+            probe: dir.join("lab-probe"),
+            helm: from_env("HERALD_HELM", "scripts/install-helm"),
+            images: vec![
+                from_env("HERALD_IMAGE", "scripts/build-image"),
+                lab_images.join("pause"),
+                lab_images.join("echo"),
+            ],
+        };
+        let kubelet = binaries.kubernetes.join("kubelet");
+        for path in [&binaries.probe, &binaries.helm, &kubelet]
+            .into_iter()
+            .chain(&binaries.images)
+        {
             assert!(
                 path.exists(),
-                "{} is missing: build it first (cargo build -p herald-controller -p herald-speaker \
-                 -p herald-tests --bins; tests/apiserver/build.sh)",
+                "{} is missing: build it first (cargo build -p herald-tests --bins; \
+                 tests/apiserver/build.sh; scripts/build-image; scripts/build-lab-images)",
                 path.display()
             );
         }
@@ -90,15 +116,14 @@ pub struct LabConfig {
     /// Names the LAN's namespaces (`hl-<pid>-<name>-<host>`).
     pub name: String,
     pub nodes: usize,
-    pub pods_per_node: usize,
     /// Where the processes' logs go.
     pub log_dir: PathBuf,
     pub binaries: Binaries,
 }
 
 impl LabConfig {
-    /// The lab of the demo and of the end-to-end suite: three nodes with one pod each, running
-    /// the binaries in `profile_dir`, logging into `log_dir`.
+    /// The lab of the demo and of the end-to-end suite: three nodes with one echo Pod each,
+    /// logging into `log_dir`.
     pub fn three_nodes(
         name: &str,
         profile_dir: &Path,
@@ -110,7 +135,6 @@ impl LabConfig {
         LabConfig {
             name: name.to_string(),
             nodes: 3,
-            pods_per_node: 1,
             log_dir,
             binaries: Binaries::in_dir(profile_dir, server),
         }
@@ -121,17 +145,16 @@ pub struct LabNode {
     /// The Node object's name.
     pub name: String,
     pub host: Host,
-    pub pods: Vec<LabPod>,
-    speaker: Option<Process>,
-    kube_proxy: Option<Process>,
+    /// False from a failure ([`Lab::fail_node`]) until the node is back.
+    pub up: bool,
+    kube: KubeNode,
 }
 
+/// An echo Pod, as the API server has it.
 pub struct LabPod {
     pub name: String,
-    pub ipv4: Ipv4Addr,
-    pub ipv6: Ipv6Addr,
-    pub ready: bool,
-    _process: Process,
+    pub node: String,
+    pub ips: Vec<IpAddr>,
 }
 
 pub struct Lab {
@@ -140,14 +163,9 @@ pub struct Lab {
     pub client: Host,
     pub control_plane: Host,
     pub pool: String,
-    controller: Option<Process>,
     config: LabConfig,
-    /// Each program acts as its own identity, with the permissions `deploy/` gives it.
-    controller_kubeconfig: PathBuf,
-    speaker_kubeconfig: PathBuf,
-    kube_proxy_kubeconfig: PathBuf,
-    /// The speakers' gossip key Secret, as kubelet would mount it on every node.
-    gossip_key_dir: PathBuf,
+    /// The control plane's controllers; dropped before the bridge they reach the server by.
+    _control_plane_processes: Vec<Process>,
     /// Dropped after the processes above and before the LAN, whose namespaces it serves in.
     _bridge: ApiBridge,
     /// Held for its namespaces, which go when it is dropped, last.
@@ -155,176 +173,316 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the LAN, writes the cluster's objects and Herald's RBAC (in herald-system), and
-    /// starts every process; returns once every kube-proxy serves.
+    /// Builds the LAN, starts the control plane's controllers and the nodes, installs Herald
+    /// with its Helm chart and the echo Deployment; returns once every Pod is ready.
+    /// `cluster`'s server must serve a real cluster (see
+    /// [`cluster_api_server`](crate::cluster_api_server) and [`api_endpoint`]).
     pub async fn start(cluster: TestCluster, config: LabConfig) -> Lab {
+        node::remove_leftovers();
         let mut lan = Lan::new(&config.name);
-        let control_plane = lan.add_host("cp", 2);
+        let control_plane = lan.add_host("cp", CONTROL_PLANE_HOST);
         let client = lan.add_host("client", 100);
-        let bridge = ApiBridge::new(cluster.server(), &control_plane);
         let server = cluster.server();
-        install::install_rbac(server, install::NAMESPACE);
-        let controller_kubeconfig = bridge.for_lan(&install::service_account_kubeconfig(
-            server,
-            install::NAMESPACE,
-            install::CONTROLLER,
-        ));
-        let speaker_kubeconfig = bridge.for_lan(&install::service_account_kubeconfig(
-            server,
-            install::NAMESPACE,
-            install::SPEAKER,
-        ));
-        // Bound to the ClusterRole system:node-proxier by the API server's defaults.
-        let kube_proxy_kubeconfig =
-            bridge.for_lan(&server.kubeconfig_for("system:kube-proxy", &[]));
-        let mut nodes = Vec::new();
+        let bridge = ApiBridge::new(server, &control_plane);
+        let control_plane_processes = start_control_plane(server, &bridge, &control_plane, &config);
+
+        let mut hosts = Vec::new();
         for i in 0..config.nodes {
-            let host = lan.add_host(&format!("node{i}"), 11 + i as u8);
+            hosts.push(lan.add_host(&format!("node{i}"), 11 + i as u8));
+        }
+        for i in 0..hosts.len() {
+            wire_node(&hosts, i);
+        }
+        // The control plane routes to the Pods too: Pods reach the API server there.
+        route_pods(&control_plane, &hosts, None);
+        let mut nodes = Vec::new();
+        for (i, host) in hosts.iter().enumerate() {
             let name = cluster.unique_name(&format!("node{i}"));
+            let node_config = NodeConfig {
+                bin_dir: config.binaries.kubernetes.clone(),
+                ca_file: server.data_dir().join("ca.crt"),
+                kubelet_kubeconfig: bridge.for_lan(
+                    &server.kubeconfig_for(&format!("system:node:{name}"), &["system:nodes"]),
+                ),
+                kube_proxy_kubeconfig: bridge
+                    .for_lan(&server.kubeconfig_for("system:kube-proxy", &[])),
+                images: config.binaries.images.clone(),
+                labels: vec![(
+                    objects::NODE_LABEL.to_string(),
+                    cluster.namespace().to_string(),
+                )],
+                log_dir: config.log_dir.clone(),
+            };
+            let kube = KubeNode::start(&name, host, i, node_config).await;
             nodes.push(LabNode {
                 name,
-                host,
-                pods: Vec::new(),
-                speaker: None,
-                kube_proxy: None,
+                host: host.clone(),
+                up: true,
+                kube,
             });
         }
-        for i in 0..nodes.len() {
-            wire_node(&nodes, i);
-            let (v4, v6) = pod_cidrs(i);
-            let host = &nodes[i].host;
-            let addresses = [IpAddr::V4(host.ipv4), IpAddr::V6(host.ipv6)];
-            objects::create_node(&cluster, &nodes[i].name, &addresses, &[v4, v6]).await;
-        }
-        for (i, node) in nodes.iter_mut().enumerate() {
-            for j in 0..config.pods_per_node {
-                let pod = start_pod(&mut lan, &cluster, &config, node, i, j).await;
-                node.pods.push(pod);
-            }
-        }
         let pool = cluster.unique_name("pool");
-        objects::pool_for_lab_nodes(&cluster, &pool, POOL).await;
-        let gossip_key_dir = server
-            .data_dir()
-            .join(format!("gossip-key-{}", config.name));
-        let mut lab = Lab {
+        let lab = Lab {
             cluster,
             nodes,
             client,
             control_plane,
             pool,
-            controller: None,
             config,
-            controller_kubeconfig,
-            speaker_kubeconfig,
-            kube_proxy_kubeconfig,
-            gossip_key_dir,
+            _control_plane_processes: control_plane_processes,
             _bridge: bridge,
             _lan: lan,
         };
-        lab.start_controller();
-        lab.mount_gossip_key().await;
         for i in 0..lab.nodes.len() {
-            lab.start_speaker(i);
-            lab.start_kube_proxy(i);
+            lab.wait_node_ready(i, true, WAIT).await;
         }
-        for i in 0..lab.nodes.len() {
-            lab.wait_for_kube_proxy(i).await;
-        }
+        lab.install_herald();
+        lab.create_echo().await;
+        lab.wait_herald_ready().await;
+        lab.wait_echo_ready().await;
+        objects::pool_for_lab_nodes(&lab.cluster, &lab.pool, POOL).await;
         lab
     }
 
-    pub fn start_controller(&mut self) {
-        let mut command = self
-            .control_plane
-            .command(&self.config.binaries.controller.to_string_lossy());
-        command
-            .arg("--kubeconfig")
-            .arg(&self.controller_kubeconfig)
-            .args([
-                "--metrics-bind-address",
-                "127.0.0.1:9401",
-                "--health-bind-address",
-                "127.0.0.1:9402",
-                "--lease-namespace",
-                install::NAMESPACE,
-            ]);
-        self.controller = Some(self.spawn("herald-controller", command));
+    /// `helm install` of `deploy/helm/herald` with its default values, as the README has it.
+    fn install_herald(&self) {
+        self.helm_upgrade(&[]);
     }
 
-    /// Waits for the gossip key Secret that the controller creates, and lays it out as the
-    /// nodes' kubelets would mount it.
-    async fn mount_gossip_key(&self) {
-        let secrets = Api::<Secret>::namespaced(self.cluster.client(), install::NAMESPACE);
-        let data = eventually(WAIT, "the controller's gossip key Secret", || async {
-            secrets.get_opt("herald-gossip-key").await.ok()??.data
+    /// Upgrades Herald to the image tag `tag`, as a user would (`helm upgrade --set
+    /// image.tag=...`): every node's containerd gets Herald's image under that tag first, as a
+    /// registry would serve it. Returns once the rollout is over.
+    pub async fn upgrade_herald(&self, tag: &str) {
+        let image = format!("{HERALD_IMAGE}:{}", env!("CARGO_PKG_VERSION"));
+        for node in &self.nodes {
+            node.kube
+                .tag_image(&image, &format!("{HERALD_IMAGE}:{tag}"));
+        }
+        self.helm_upgrade(&["--reuse-values", "--set", &format!("image.tag={tag}")]);
+        self.wait_herald_ready().await;
+    }
+
+    fn helm_upgrade(&self, args: &[&str]) {
+        let server = self.cluster.server();
+        let chart = crate::repo_root().join("deploy/helm/herald");
+        let output = Command::new(&self.config.binaries.helm)
+            .env("KUBECONFIG", server.kubeconfig_path())
+            .args(["upgrade", "--install", RELEASE])
+            .arg(&chart)
+            .args(["--namespace", install::NAMESPACE, "--create-namespace"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running helm: {e}"));
+        assert!(
+            output.status.success(),
+            "helm install {} failed: {}",
+            chart.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+
+    /// Waits until the speaker DaemonSet has an up-to-date ready Pod on every node and the
+    /// controller Deployment both replicas up to date and ready.
+    pub async fn wait_herald_ready(&self) {
+        let client = self.cluster.client();
+        let daemonsets = Api::<DaemonSet>::namespaced(client.clone(), install::NAMESPACE);
+        let deployments = Api::<Deployment>::namespaced(client, install::NAMESPACE);
+        let nodes = self.nodes.len() as i32;
+        eventually(WAIT, "Herald's Pods to be ready", || async {
+            let speaker = daemonsets.get(install::SPEAKER).await.ok()?;
+            let controller = deployments.get(install::CONTROLLER).await.ok()?;
+            let speaker_status = speaker.status?;
+            let controller_status = controller.status?;
+            (speaker_status.observed_generation == speaker.metadata.generation
+                && speaker_status.number_ready == nodes
+                && speaker_status.updated_number_scheduled == Some(nodes)
+                && controller_status.observed_generation == controller.metadata.generation
+                && controller_status.updated_replicas == Some(2)
+                && controller_status.ready_replicas == Some(2)
+                && controller_status.replicas == Some(2))
+            .then_some(())
         })
         .await;
-        let entries: Vec<(&str, &[u8])> = data
-            .iter()
-            .map(|(name, key)| (name.as_str(), key.0.as_slice()))
-            .collect();
-        gossip_key::project(&self.gossip_key_dir, &entries);
     }
 
-    /// Stops the controller as Kubernetes would (SIGTERM: it hands its lease back).
-    pub fn stop_controller(&mut self) {
-        if let Some(mut controller) = self.controller.take() {
-            controller.terminate();
-        }
-    }
-
-    pub fn start_speaker(&mut self, i: usize) {
-        let node = &self.nodes[i];
-        let mut command = node
-            .host
-            .command(&self.config.binaries.speaker.to_string_lossy());
-        command
-            .args(["--node-name", &node.name, "--namespace", install::NAMESPACE])
-            .arg("--kubeconfig")
-            .arg(&self.speaker_kubeconfig)
-            .arg("--gossip-key-dir")
-            .arg(&self.gossip_key_dir)
-            .args([
-                "--metrics-bind-address",
-                "127.0.0.1:9403",
-                "--health-bind-address",
-                "127.0.0.1:9404",
-            ]);
-        let process = self.spawn(&format!("herald-speaker-{}", node.host.name), command);
-        self.nodes[i].speaker = Some(process);
-    }
-
-    pub fn start_kube_proxy(&mut self, i: usize) {
-        let node = &self.nodes[i];
-        let config = self
-            .config
-            .log_dir
-            .join(format!("kube-proxy-{}.yaml", node.host.name));
-        std::fs::write(
-            &config,
-            kube_proxy_config(&node.name, &self.kube_proxy_kubeconfig),
+    /// Deletes the speaker's Pod on node `i`, as `kubectl delete pod` does (SIGTERM: it hands
+    /// its addresses over), and returns once the DaemonSet's new Pod there is ready.
+    pub async fn delete_speaker_pod(&self, i: usize) {
+        let pods = Api::<Pod>::namespaced(self.cluster.client(), install::NAMESPACE);
+        let params = ListParams::default()
+            .labels("app.kubernetes.io/component=speaker")
+            .fields(&format!("spec.nodeName={}", self.nodes[i].name));
+        let pod = pods
+            .list(&params)
+            .await
+            .unwrap_or_else(|e| panic!("listing the speaker's Pods: {e}"))
+            .items
+            .into_iter()
+            .next()
+            .and_then(|pod| pod.metadata.name)
+            .unwrap_or_else(|| panic!("no speaker Pod on {}", self.nodes[i].name));
+        pods.delete(&pod, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("deleting Pod {pod}: {e}"));
+        eventually(
+            WAIT,
+            &format!("a new speaker Pod on {}", self.nodes[i].name),
+            || async {
+                let list = pods.list(&params).await.ok()?;
+                list.items
+                    .iter()
+                    .any(|p| {
+                        p.metadata.name.as_ref() != Some(&pod)
+                            && p.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                })
+                    })
+                    .then_some(())
+            },
         )
-        .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
-        let mut command = node
-            .host
-            .command(&self.config.binaries.kube_proxy.to_string_lossy());
-        command.arg("--config").arg(&config);
-        let process = self.spawn(&format!("kube-proxy-{}", node.host.name), command);
-        self.nodes[i].kube_proxy = Some(process);
+        .await;
     }
 
-    async fn wait_for_kube_proxy(&self, i: usize) {
+    /// The echo Deployment: one Pod per node (a topology spread), each answering with its own
+    /// and its node's names (downward API), ready once it answers HTTP.
+    async fn create_echo(&self) {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": APP},
+            "spec": {
+                "replicas": self.nodes.len(),
+                "selector": {"matchLabels": {"app": APP}},
+                "template": {
+                    "metadata": {"labels": {"app": APP}},
+                    "spec": {
+                        "topologySpreadConstraints": [{
+                            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "DoNotSchedule",
+                            "labelSelector": {"matchLabels": {"app": APP}}}],
+                        "terminationGracePeriodSeconds": 1,
+                        "containers": [{
+                            "name": "echo", "image": ECHO_IMAGE, "imagePullPolicy": "Never",
+                            "args": ["$(POD_NAME)", "$(NODE_NAME)"],
+                            "env": [
+                                {"name": "POD_NAME",
+                                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                {"name": "NODE_NAME",
+                                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                            "ports": [{"name": "http", "containerPort": POD_PORT}],
+                            "readinessProbe": {"httpGet": {"path": "/", "port": "http"},
+                                               "periodSeconds": 1, "failureThreshold": 1}}]}}}
+        }))
+        .expect("a Deployment");
+        Api::<Deployment>::namespaced(self.cluster.client(), self.cluster.namespace())
+            .create(&PostParams::default(), &deployment)
+            .await
+            .unwrap_or_else(|e| panic!("creating the echo Deployment: {e}"));
+    }
+
+    async fn wait_echo_ready(&self) {
+        let deployments =
+            Api::<Deployment>::namespaced(self.cluster.client(), self.cluster.namespace());
+        let replicas = self.nodes.len() as i32;
+        eventually(WAIT, "the echo Pods to be ready", || async {
+            let status = deployments.get(APP).await.ok()?.status?;
+            (status.ready_replicas == Some(replicas)).then_some(())
+        })
+        .await;
+    }
+
+    /// The echo Pods, by name.
+    pub async fn pods(&self) -> Vec<LabPod> {
+        let pods = Api::<Pod>::namespaced(self.cluster.client(), self.cluster.namespace())
+            .list(&ListParams::default().labels(&format!("app={APP}")))
+            .await
+            .unwrap_or_else(|e| panic!("listing the echo Pods: {e}"));
+        let mut pods: Vec<LabPod> = pods
+            .into_iter()
+            .map(|pod| LabPod {
+                name: pod.metadata.name.unwrap_or_default(),
+                node: pod.spec.and_then(|s| s.node_name).unwrap_or_default(),
+                ips: pod
+                    .status
+                    .and_then(|s| s.pod_ips)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|ip| ip.ip.parse().ok())
+                    .collect(),
+            })
+            .collect();
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        pods
+    }
+
+    /// Stops the controller as Kubernetes would: its Deployment scaled to none (SIGTERM: a
+    /// leader hands its lease back).
+    pub async fn stop_controller(&mut self) {
+        self.scale_controller(0).await;
+        let pods = Api::<Pod>::namespaced(self.cluster.client(), install::NAMESPACE);
+        let selector = "app.kubernetes.io/component=controller";
+        eventually(WAIT, "the controller's Pods to be gone", || async {
+            let list = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?;
+            list.items.is_empty().then_some(())
+        })
+        .await;
+    }
+
+    /// Scales the controller's Deployment back to its two replicas.
+    pub async fn start_controller(&mut self) {
+        self.scale_controller(2).await;
+    }
+
+    async fn scale_controller(&self, replicas: i32) {
+        Api::<Deployment>::namespaced(self.cluster.client(), install::NAMESPACE)
+            .patch_scale(
+                install::CONTROLLER,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("scaling the controller to {replicas}: {e}"));
+    }
+
+    /// The node fails as a machine does when it loses power: its LAN link goes down, and
+    /// everything on it dies at once (containerd, kubelet, kube-proxy, every container, the
+    /// speaker among them). Returns when the link went down, in µs since the Unix epoch.
+    pub fn fail_node(&mut self, i: usize) -> u128 {
+        let node = &mut self.nodes[i];
+        node.host.link_down();
+        let failed_at = now_micros();
+        node.kube.kill();
+        node.up = false;
+        failed_at
+    }
+
+    /// Brings a failed node back, as a machine that boots: link up, its processes started
+    /// again; returns once the node is Ready and Herald's and the echo Pods are ready again.
+    pub async fn restore_node(&mut self, i: usize) {
+        self.nodes[i].host.link_up();
+        let hosts: Vec<Host> = self.nodes.iter().map(|n| n.host.clone()).collect();
+        route_services(&hosts[i]);
+        route_pods(&hosts[i], &hosts, Some(i));
+        self.nodes[i].kube.boot().await;
+        self.nodes[i].up = true;
+        self.wait_node_ready(i, true, NODE_FAILURE_WAIT).await;
+        // The node controller may not have noticed the failure, so the API can still show the
+        // dead speaker's Pod as ready: wait for the new one to serve on the node.
         let host = self.nodes[i].host.clone();
         eventually(
             WAIT,
-            &format!("kube-proxy on {} to sync", host.name),
+            &format!("the speaker on {} to serve again", self.nodes[i].name),
             || {
                 let host = host.clone();
                 async move {
+                    let url = format!("http://127.0.0.1:{SPEAKER_HEALTH_PORT}/healthz");
                     let output = host
                         .command("curl")
-                        .args(["-sf", "-m", "1", "http://127.0.0.1:10256/healthz"])
+                        .args(["-sf", "-m", "1", &url])
                         .output()
                         .ok()?;
                     output.status.success().then_some(())
@@ -332,105 +490,55 @@ impl Lab {
             },
         )
         .await;
+        self.wait_herald_ready().await;
+        self.wait_echo_ready().await;
     }
 
-    /// The node fails as a machine does when it loses power: its LAN link goes down, and its
-    /// speaker and kube-proxy die. Its pods stay as they were: without a node controller,
-    /// nothing marks them unready. Returns when the link went down, in µs since the Unix epoch.
-    pub fn fail_node(&mut self, i: usize) -> u128 {
-        let node = &mut self.nodes[i];
-        node.host.link_down();
-        let failed_at = now_micros();
-        for mut process in [node.speaker.take(), node.kube_proxy.take()]
-            .into_iter()
-            .flatten()
-        {
-            process.kill();
-        }
-        failed_at
+    /// Stops node `i`'s kubelet alone: its containers keep running until the node controller
+    /// marks the node NotReady and its Pods' endpoints unready.
+    pub fn stop_kubelet(&mut self, i: usize) {
+        self.nodes[i].kube.kill_kubelet();
     }
 
-    /// Brings a failed node back: link up, speaker and kube-proxy started again.
-    pub async fn restore_node(&mut self, i: usize) {
-        self.nodes[i].host.link_up();
-        route_pods(&self.nodes, i);
-        self.start_speaker(i);
-        self.start_kube_proxy(i);
-        self.wait_for_kube_proxy(i).await;
+    pub fn start_kubelet(&mut self, i: usize) {
+        self.nodes[i].kube.start_kubelet();
     }
 
-    /// A `type: LoadBalancer` Service over the lab's pods, dual-stack, with port 80 to the
-    /// pods' 8080, and its EndpointSlices.
+    /// Waits until Node `i`'s Ready condition is `ready`.
+    pub async fn wait_node_ready(&self, i: usize, ready: bool, timeout: Duration) {
+        let nodes = Api::<Node>::all(self.cluster.client());
+        let name = &self.nodes[i].name;
+        let want = if ready { "True" } else { "not True" };
+        eventually(
+            timeout,
+            &format!("Node {name} to have Ready {want}"),
+            || async {
+                let conditions = nodes.get(name).await.ok()?.status?.conditions?;
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && (c.status == "True") == ready)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// A `type: LoadBalancer` Service over the echo Pods, dual-stack, with port 80 to the Pods'
+    /// 8080.
     pub async fn create_service(&self, name: &str, local: bool) {
         let policy = if local { "Local" } else { "Cluster" };
         let service: Service = serde_json::from_value(json!({
             "metadata": {"name": name},
             "spec": {"type": "LoadBalancer", "externalTrafficPolicy": policy,
                      "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
-                     "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": POD_PORT}],
-                     "selector": {"app": APP}},
+                     "selector": {"app": APP},
+                     "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
         }))
         .expect("a Service");
         self.services()
             .create(&PostParams::default(), &service)
             .await
             .unwrap_or_else(|e| panic!("creating Service {name}: {e}"));
-        self.write_endpoint_slices(name).await;
-    }
-
-    /// Marks a pod ready or not, in its status and in every Service's EndpointSlices, as the
-    /// kubelet and the EndpointSlice controller would.
-    pub async fn set_pod_ready(&mut self, node: usize, pod: usize, ready: bool, services: &[&str]) {
-        self.nodes[node].pods[pod].ready = ready;
-        write_pod_status(
-            &self.cluster,
-            &self.nodes[node],
-            &self.nodes[node].pods[pod],
-        )
-        .await;
-        for service in services {
-            self.write_endpoint_slices(service).await;
-        }
-    }
-
-    async fn write_endpoint_slices(&self, service: &str) {
-        let slices: Api<EndpointSlice> =
-            Api::namespaced(self.cluster.client(), self.cluster.namespace());
-        for family in ["IPv4", "IPv6"] {
-            let endpoints: Vec<Value> = self
-                .nodes
-                .iter()
-                .flat_map(|node| node.pods.iter().map(move |pod| (node, pod)))
-                .map(|(node, pod)| {
-                    let address = match family {
-                        "IPv4" => pod.ipv4.to_string(),
-                        _ => pod.ipv6.to_string(),
-                    };
-                    json!({"addresses": [address], "nodeName": node.name,
-                           "targetRef": {"kind": "Pod", "name": pod.name,
-                                         "namespace": self.cluster.namespace()},
-                           "conditions": {"ready": pod.ready, "serving": pod.ready,
-                                          "terminating": false}})
-                })
-                .collect();
-            let name = format!("{service}-{}", family.to_ascii_lowercase());
-            let slice = json!({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": name, "namespace": self.cluster.namespace(),
-                             "labels": {"kubernetes.io/service-name": service,
-                                        "endpointslice.kubernetes.io/managed-by": "lab.herald.dev"}},
-                "addressType": family, "endpoints": endpoints,
-                "ports": [{"name": "http", "port": POD_PORT, "protocol": "TCP"}],
-            });
-            slices
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&slice),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("writing EndpointSlice {name}: {e}"));
-        }
     }
 
     /// Replaces the pool's addresses.
@@ -484,8 +592,7 @@ impl Lab {
             &format!("a live node to announce {service}"),
             || async {
                 let message = self.announced(service, "Announced").await;
-                self.node_named_in(&message)
-                    .filter(|i| self.nodes[*i].speaker.is_some())
+                self.node_named_in(&message).filter(|i| self.nodes[*i].up)
             },
         )
         .await
@@ -579,22 +686,14 @@ impl Lab {
         (gap, back.outcome.unwrap_or_default())
     }
 
-    /// Where the node's pod networks are, for the messages that show which node a request
+    /// Where the node's Pod networks are, for the messages that show which node a request
     /// came through.
     pub fn node_of_address(&self, ip: IpAddr) -> Option<usize> {
         self.nodes.iter().enumerate().find_map(|(i, node)| {
             let on_lan = ip == IpAddr::V4(node.host.ipv4) || ip == IpAddr::V6(node.host.ipv6);
-            (on_lan || ip == IpAddr::V4(gateway_v4(i)) || ip == IpAddr::V6(gateway_v6(i)))
-                .then_some(i)
+            let (gateway_v4, gateway_v6) = pod_gateways(i);
+            (on_lan || ip == IpAddr::V4(gateway_v4) || ip == IpAddr::V6(gateway_v6)).then_some(i)
         })
-    }
-
-    fn spawn(&self, name: &str, command: std::process::Command) -> Process {
-        Process::spawn(
-            name,
-            command,
-            self.config.log_dir.join(format!("{name}.log")),
-        )
     }
 }
 
@@ -685,149 +784,89 @@ pub fn now_micros() -> u128 {
         .unwrap_or_default()
 }
 
-fn gateway_v4(node: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 51, 100, 16 * (node as u8 + 1) + 1)
+/// kube-controller-manager (every controller, ServiceAccount tokens signed with the server's
+/// key) and kube-scheduler on the control-plane host, each as its own identity.
+fn start_control_plane(
+    server: &ApiServer,
+    bridge: &ApiBridge,
+    host: &Host,
+    config: &LabConfig,
+) -> Vec<Process> {
+    let data = server.data_dir();
+    let file = |name: &str| data.join(name).display().to_string();
+    let spawn = |name: &str, args: Vec<String>| {
+        let mut command = host.command(&config.binaries.kubernetes.join(name).to_string_lossy());
+        command.args(args);
+        Process::spawn(name, command, config.log_dir.join(format!("{name}.log")))
+    };
+    let kubeconfig = |user: &str| {
+        bridge
+            .for_lan(&server.kubeconfig_for(user, &[]))
+            .display()
+            .to_string()
+    };
+    let controller_manager = spawn(
+        "kube-controller-manager",
+        vec![
+            format!(
+                "--kubeconfig={}",
+                kubeconfig("system:kube-controller-manager")
+            ),
+            "--controllers=*".into(),
+            "--use-service-account-credentials".into(),
+            format!("--service-account-private-key-file={}", file("sa.key")),
+            format!("--root-ca-file={}", file("ca.crt")),
+            format!("--cluster-signing-cert-file={}", file("ca.crt")),
+            format!("--cluster-signing-key-file={}", file("ca.key")),
+            format!("--service-cluster-ip-range={}", node::SERVICE_CIDRS),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+        ],
+    );
+    let scheduler = spawn(
+        "kube-scheduler",
+        vec![
+            format!("--kubeconfig={}", kubeconfig("system:kube-scheduler")),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+        ],
+    );
+    vec![controller_manager, scheduler]
 }
 
-fn gateway_v6(node: usize) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0x10, node as u16 + 1, 0, 0, 0, 1)
-}
-
-fn pod_cidrs(node: usize) -> (String, String) {
-    (
-        format!("198.51.100.{}/28", 16 * (node + 1)),
-        format!("2001:db8:10:{}::/64", node + 1),
-    )
-}
-
-/// Makes node `i` a router for its pods: forwarding on, the `cni0` bridge with the pods'
-/// gateway addresses, and routes to the other nodes' pods through their LAN addresses.
-fn wire_node(nodes: &[LabNode], i: usize) {
-    let netns = &nodes[i].host.netns;
+/// Makes node `i` a router for its Pods: forwarding on, and routes to the other nodes' Pods
+/// through their LAN addresses (its own `cni0` the CNI bridge plugin makes).
+fn wire_node(hosts: &[Host], i: usize) {
     sysctl(
-        netns,
+        &hosts[i].netns,
         &[
             "net.ipv4.ip_forward=1",
             "net.ipv6.conf.all.forwarding=1",
             "net.ipv6.conf.default.accept_dad=0",
         ],
     );
-    ip_n(netns, "link add cni0 type bridge");
-    ip_n(netns, &format!("address add {}/28 dev cni0", gateway_v4(i)));
-    ip_n(netns, &format!("address add {}/64 dev cni0", gateway_v6(i)));
-    ip_n(netns, "link set cni0 up");
-    route_pods(nodes, i);
+    route_services(&hosts[i]);
+    route_pods(&hosts[i], hosts, Some(i));
 }
 
-/// Routes node `i` to the other nodes' pods through their LAN addresses. The kernel drops
-/// these routes when the LAN link goes down, so a node coming back needs them again.
-fn route_pods(nodes: &[LabNode], i: usize) {
-    let netns = &nodes[i].host.netns;
-    for (k, other) in nodes.iter().enumerate().filter(|(k, _)| *k != i) {
-        let (v4, v6) = pod_cidrs(k);
-        ip_n(
-            netns,
-            &format!("route replace {v4} via {}", other.host.ipv4),
-        );
-        ip_n(
-            netns,
-            &format!("-6 route replace {v6} via {}", other.host.ipv6),
-        );
+/// Routes the Services' ClusterIP ranges onto the host's LAN link: the kernel routes a host
+/// network process's packet (the speaker's, to the API server's ClusterIP) before kube-proxy's
+/// rules rewrite its destination, so without a route it fails as unreachable. Dropped with the
+/// link, as the Pods' routes are.
+fn route_services(host: &Host) {
+    for cidr in node::SERVICE_CIDRS.split(',') {
+        ip_n(&host.netns, &format!("route replace {cidr} dev eth0"));
     }
 }
 
-/// Pod `j` of node `i`: a namespace behind the node's `cni0`, running `lab-echo`, and its Pod
-/// object, ready.
-async fn start_pod(
-    lan: &mut Lan,
-    cluster: &TestCluster,
-    config: &LabConfig,
-    node: &LabNode,
-    i: usize,
-    j: usize,
-) -> LabPod {
-    let ipv4 = Ipv4Addr::new(198, 51, 100, 16 * (i as u8 + 1) + 2 + j as u8);
-    let ipv6 = Ipv6Addr::new(0x2001, 0xdb8, 0x10, i as u16 + 1, 0, 0, 0, 2 + j as u16);
-    let port = format!("p{j}");
-    let netns = lan.add_behind(&node.host, &format!("{}-pod{j}", node.host.name), &port);
-    ip_n(&node.host.netns, &format!("link set {port} master cni0 up"));
-    sysctl(&netns, &["net.ipv6.conf.eth0.accept_dad=0"]);
-    ip_n(&netns, &format!("address add {ipv4}/28 dev eth0"));
-    ip_n(&netns, &format!("address add {ipv6}/64 dev eth0"));
-    ip_n(&netns, "link set eth0 up");
-    ip_n(&netns, &format!("route add default via {}", gateway_v4(i)));
-    ip_n(
-        &netns,
-        &format!("-6 route add default via {}", gateway_v6(i)),
-    );
-    let name = format!("echo-{}-{j}", node.host.name);
-    let mut command = crate::lan::netns_exec(&netns, &config.binaries.echo.to_string_lossy());
-    command.args([&name, &node.name]);
-    let process = Process::spawn(&name, command, config.log_dir.join(format!("{name}.log")));
-    let pod = LabPod {
-        name,
-        ipv4,
-        ipv6,
-        ready: true,
-        _process: process,
-    };
-    let object: Pod = serde_json::from_value(json!({
-        "metadata": {"name": pod.name, "labels": {"app": APP}},
-        "spec": {"nodeName": node.name,
-                 "containers": [{"name": "echo", "image": "lab.herald.dev/echo",
-                                 "ports": [{"name": "http", "containerPort": POD_PORT}]}]},
-    }))
-    .expect("a Pod");
-    Api::<Pod>::namespaced(cluster.client(), cluster.namespace())
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("creating Pod {}: {e}", pod.name));
-    write_pod_status(cluster, node, &pod).await;
-    pod
-}
-
-async fn write_pod_status(cluster: &TestCluster, node: &LabNode, pod: &LabPod) {
-    let ready = if pod.ready { "True" } else { "False" };
-    let status = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod.name, "namespace": cluster.namespace()},
-        "status": {"phase": "Running", "hostIP": node.host.ipv4.to_string(),
-                   "podIP": pod.ipv4.to_string(),
-                   "podIPs": [{"ip": pod.ipv4.to_string()}, {"ip": pod.ipv6.to_string()}],
-                   "conditions": [{"type": "Ready", "status": ready},
-                                  {"type": "ContainersReady", "status": ready}]},
-    });
-    Api::<Pod>::namespaced(cluster.client(), cluster.namespace())
-        .patch_status(
-            &pod.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("writing the status of Pod {}: {e}", pod.name));
-}
-
-/// kube-proxy's configuration for one node: iptables mode; traffic from the pod networks is
-/// local. Conntrack sysctls are left alone: `nf_conntrack_max` belongs to the whole machine,
-/// not to the node's namespace.
-fn kube_proxy_config(node: &str, kubeconfig: &Path) -> String {
-    format!(
-        "apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: {kubeconfig}
-hostnameOverride: {node}
-mode: iptables
-clusterCIDR: 198.51.100.0/24,2001:db8:10::/48
-detectLocalMode: ClusterCIDR
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-conntrack:
-  maxPerCore: 0
-  min: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
-",
-        kubeconfig = kubeconfig.display()
-    )
+/// Routes `from` to the Pods of every node (but `except`, which is `from` itself) through
+/// their LAN addresses. The kernel drops these routes when the LAN link goes down, so a node
+/// coming back needs them again.
+fn route_pods(from: &Host, nodes: &[Host], except: Option<usize>) {
+    let netns = &from.netns;
+    for (k, other) in nodes.iter().enumerate().filter(|(k, _)| Some(*k) != except) {
+        let (v4, v6) = node::pod_cidrs(k);
+        ip_n(netns, &format!("route replace {v4} via {}", other.ipv4));
+        ip_n(netns, &format!("-6 route replace {v6} via {}", other.ipv6));
+    }
 }

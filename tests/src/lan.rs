@@ -620,10 +620,7 @@ fn netns_list() -> Vec<String> {
 /// gone left behind.
 pub fn remove_leftovers() {
     for netns in netns_list() {
-        let Some(owner) = owner(&netns) else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{owner}")).exists() {
+        if owner(&netns).is_none() || owner_alive(&netns) {
             continue;
         }
         // Not a reason to fail this test's LAN; and another process may be removing the same
@@ -634,6 +631,12 @@ pub fn remove_leftovers() {
             eprintln!("removing leftover network namespace {netns}: {e}");
         }
     }
+}
+
+/// Whether a name made here (a namespace's, or a lab node's named after it) belongs to a
+/// process that is still running; names not made here count as alive, never to be removed.
+pub fn owner_alive(name: &str) -> bool {
+    owner(name).is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// The PID in a namespace name made here.

@@ -12,6 +12,7 @@ pub mod gossip_key;
 pub mod install;
 pub mod lab;
 pub mod lan;
+pub mod node;
 pub mod objects;
 pub mod speaker_lan;
 mod tied;
@@ -19,6 +20,7 @@ mod tied;
 pub use tied::spawn_tied;
 
 use std::io::Read;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -65,6 +67,8 @@ pub enum Error {
 pub struct ApiServer {
     bin_dir: PathBuf,
     data_dir: PathBuf,
+    /// Where a real cluster's Pods reach the server, if it serves one.
+    cluster_endpoint: Option<IpAddr>,
     // Kept so that the stdin pipe stays open for as long as this process lives.
     _process: Mutex<Child>,
 }
@@ -75,9 +79,26 @@ static NAMESPACES: AtomicU32 = AtomicU32::new(0);
 /// The shared API server, started (and given the CRDs) by the first test that asks for it.
 pub async fn api_server() -> &'static ApiServer {
     SERVER
-        .get_or_try_init(ApiServer::start)
+        .get_or_try_init(|| ApiServer::start(None))
         .await
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The shared API server as a real cluster's (kubelets, controller-manager and scheduler run
+/// against it), whose Pods reach it at `endpoint` (see the test API server's
+/// `serve --cluster-endpoint`); the first call starts it. A test process holds one server:
+/// call only this one in a process that runs a real cluster.
+pub async fn cluster_api_server(endpoint: IpAddr) -> &'static ApiServer {
+    let server = SERVER
+        .get_or_try_init(|| ApiServer::start(Some(endpoint)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        server.cluster_endpoint,
+        Some(endpoint),
+        "this process's API server was started for another kind of cluster"
+    );
+    server
 }
 
 /// A namespace of the test's own on the shared API server, and a client for it.
@@ -88,7 +109,11 @@ pub async fn test_cluster(test: &str) -> TestCluster {
 
 /// The shared API server with a new namespace named `namespace`, and a client for it.
 pub async fn cluster_in(namespace: &str) -> TestCluster {
-    let server = api_server().await;
+    namespace_on(api_server().await, namespace).await
+}
+
+/// A new namespace named `namespace` on `server`, and a client for it.
+pub async fn namespace_on(server: &'static ApiServer, namespace: &str) -> TestCluster {
     let client = server.client().await.unwrap_or_else(|e| panic!("{e}"));
     let namespace = namespace.to_string();
     let ns: Namespace = serde_json::from_value(serde_json::json!({
@@ -107,7 +132,7 @@ pub async fn cluster_in(namespace: &str) -> TestCluster {
 }
 
 impl ApiServer {
-    async fn start() -> Result<ApiServer, Error> {
+    async fn start(cluster_endpoint: Option<IpAddr>) -> Result<ApiServer, Error> {
         let bin_dir = apiserver_bin_dir()?;
         let data_dir = tempfile::Builder::new()
             .prefix("herald-apiserver-")
@@ -124,13 +149,18 @@ impl ApiServer {
                 source,
             })?;
         // The shell removes the data folder once the server has stopped.
-        let child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .args([
                 "-c",
-                r#""$0" serve --data-dir "$1" --stop-on-stdin-eof; status=$?; rm -rf "$1"; exit $status"#,
+                r#"dir=$1; shift; "$0" serve --data-dir "$dir" --stop-on-stdin-eof "$@"; status=$?; rm -rf "$dir"; exit $status"#,
             ])
             .arg(&binary)
-            .arg(&data_dir)
+            .arg(&data_dir);
+        if let Some(endpoint) = cluster_endpoint {
+            command.arg(format!("--cluster-endpoint={endpoint}"));
+        }
+        let child = command
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("a log file handle"))
             .stderr(log)
@@ -142,6 +172,7 @@ impl ApiServer {
         let server = ApiServer {
             bin_dir,
             data_dir,
+            cluster_endpoint,
             _process: Mutex::new(child),
         };
         server.wait_until_ready().await?;

@@ -1,24 +1,26 @@
-//! End to end, on the lab (`herald_tests::lab`): allocation → announcement → traffic →
-//! source address → failover, for IPv4 and IPv6 and both traffic policies, plus a pool edit
-//! and a controller restart in the middle of traffic, with the real herald-controller,
-//! herald-speaker and kube-proxy, and real clients (`arping`, `ndisc6`, `curl`, `ip neigh`).
-//! One lab serves every step: it takes a few seconds to build, and its controller sees every
-//! Service of the shared API server. Needs root (network namespaces).
+//! End to end, on the lab (`herald_tests::lab`, a real cluster with Herald installed from its
+//! image and Helm chart): allocation → announcement → traffic → source address → failover, for
+//! IPv4 and IPv6 and both traffic policies, a node whose kubelet stops, a pool edit and a
+//! controller restart in the middle of traffic, a speaker Pod deleted and a rolling update of
+//! Herald's image (one node answering afterwards), with real clients (`arping`, `ndisc6`, `curl`,
+//! `ip neigh`). One lab serves every step: its controller sees every Service of the API
+//! server. Needs root (network namespaces), and the images and helm `scripts/lab` prepares
+//! (`HERALD_IMAGE`, `HERALD_LAB_IMAGES`, `HERALD_HELM`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use herald_tests::lab::WAIT;
-use herald_tests::lab::{Lab, LabConfig, Probe, Reply};
-use herald_tests::{eventually, test_cluster};
+use herald_tests::lab::{Lab, LabConfig, NODE_FAILURE_WAIT, Probe, Reply, WAIT, api_endpoint};
+use herald_tests::{cluster_api_server, eventually, namespace_on};
 
 const CLUSTER: &str = "echo-cluster";
 const LOCAL: &str = "echo-local";
 
 async fn lab(name: &str) -> Lab {
-    let cluster = test_cluster(name).await;
+    let server = cluster_api_server(api_endpoint()).await;
+    let cluster = namespace_on(server, &format!("{name}-{}", std::process::id())).await;
     // Cargo builds every binary of the workspace into one folder before it runs the tests.
     let profile_dir = Path::new(env!("CARGO_BIN_EXE_lab-echo"))
         .parent()
@@ -76,15 +78,16 @@ async fn herald_end_to_end() {
         }
     }
 
-    // Local follows the ready endpoints: when the pod on the node answering for echo-local
-    // turns unready, a node with a ready pod answers instead, and the pod there still sees
-    // the client's own address.
+    // Local follows the ready endpoints: when the kubelet of the node answering for echo-local
+    // stops, the node controller marks the node NotReady and its Pod's endpoints unready, and a
+    // node with a ready Pod answers instead; the Pod there still sees the client's own address.
+    let node = lab.settled(LOCAL, local_ips[0]).await;
+    lab.stop_kubelet(node);
+    lab.wait_node_ready(node, false, NODE_FAILURE_WAIT).await;
     for ip in local_ips.iter().copied() {
-        let node = lab.settled(LOCAL, ip).await;
-        lab.set_pod_ready(node, 0, false, &[CLUSTER, LOCAL]).await;
         eventually(
             WAIT,
-            "echo-local to leave the node without a ready pod",
+            "echo-local to leave the node without a ready Pod",
             || async { (lab.announcer(LOCAL).await != node).then_some(()) },
         )
         .await;
@@ -94,10 +97,13 @@ async fn herald_end_to_end() {
             &reply(&lab, ip),
             ip,
             now,
-            "after its pod turned unready",
+            "after its node's kubelet stopped",
         );
-        // The address goes back once the pod is ready again: wait for that before going on.
-        lab.set_pod_ready(node, 0, true, &[CLUSTER, LOCAL]).await;
+    }
+    // The addresses go back once the node is Ready again: wait for that before going on.
+    lab.start_kubelet(node);
+    lab.wait_node_ready(node, true, WAIT).await;
+    for ip in local_ips.iter().copied() {
         lab.settled(LOCAL, ip).await;
     }
 
@@ -114,10 +120,10 @@ async fn herald_end_to_end() {
     // A controller restart in the middle of traffic: a Service created while it is down gets a
     // new address once it is back; nothing held moves and no request fails.
     let probes = steady_traffic(&lab, &[cluster_ips[1], local_ips[0]]);
-    lab.stop_controller();
+    lab.stop_controller().await;
     lab.create_service("echo-late", false).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    lab.start_controller();
+    lab.start_controller().await;
     let late_ips = lab.addresses("echo-late").await;
     assert!(
         late_ips.iter().all(|ip| !all.contains(ip)),
@@ -128,6 +134,21 @@ async fn herald_end_to_end() {
     lab.settled("echo-late", late_ips[0]).await;
     assert!(reply(&lab, late_ips[1]).saw.is_ipv6());
     nothing_lost(&probes, "during the controller restart");
+
+    // The speaker Pod on the node answering for echo-cluster is deleted: the DaemonSet makes a
+    // new one, and the address is answered by one node again.
+    let node = lab.settled(CLUSTER, cluster_ips[1]).await;
+    lab.delete_speaker_pod(node).await;
+    for ip in [cluster_ips[1], local_ips[1]] {
+        one_answerer(&lab, ip, "after a speaker Pod was deleted").await;
+    }
+
+    // A rolling update to a new image tag, as a user upgrades: every speaker is replaced in
+    // turn, and each address is answered by one node afterwards.
+    lab.upgrade_herald("0.1.0-rollout").await;
+    for ip in cluster_ips.iter().chain(&local_ips).copied() {
+        one_answerer(&lab, ip, "after the rolling update").await;
+    }
 
     // Failover, for each family and policy: the answering node fails under traffic, traffic
     // comes back through another node, and Local traffic still keeps the client's address.
@@ -183,6 +204,23 @@ async fn answering_macs(lab: &Lab, ip: IpAddr) -> BTreeSet<String> {
     })
     .await
     .expect("the client's probe")
+}
+
+/// Waits until the address's Service settles on one node, and checks that this node alone
+/// answers for it, and that the client reaches it.
+async fn one_answerer(lab: &Lab, ip: IpAddr, when: &str) {
+    let service = if lab.addresses(CLUSTER).await.contains(&ip) {
+        CLUSTER
+    } else {
+        LOCAL
+    };
+    let node = lab.settled(service, ip).await;
+    assert_eq!(
+        answering_macs(lab, ip).await,
+        BTreeSet::from([lab.nodes[node].host.mac.clone()]),
+        "{service} {ip} ({when}): the MACs answering"
+    );
+    reply(lab, ip);
 }
 
 /// With `externalTrafficPolicy: Local` the request reached the pod on the announcing node with

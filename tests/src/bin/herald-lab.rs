@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use herald_tests::lab::{Lab, LabConfig, Reply};
-use herald_tests::{cluster_in, lan};
+use herald_tests::lab::{Lab, LabConfig, Reply, api_endpoint};
+use herald_tests::{cluster_api_server, lan, namespace_on, node};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -136,6 +136,7 @@ fn down(state: &Path) {
         }
     }
     lan::remove_leftovers();
+    node::remove_leftovers();
     if let Ok(data_dir) = std::fs::read_to_string(state.join("api-data-dir")) {
         // The root side of the API bridge, if the lab died before it could stop it.
         let _ = Command::new("pkill")
@@ -158,7 +159,7 @@ fn running(pid: u32) -> bool {
 }
 
 async fn start_lab(name: &str, namespace: &str, log_dir: PathBuf) -> Lab {
-    let cluster = cluster_in(namespace).await;
+    let cluster = namespace_on(cluster_api_server(api_endpoint()).await, namespace).await;
     let exe = std::env::current_exe().expect("this program's path");
     let profile_dir = exe.parent().expect("a folder");
     let config = LabConfig::three_nodes(name, profile_dir, cluster.server(), log_dir);
@@ -185,25 +186,30 @@ async fn serve(state: &Path) {
 /// Starts the lab and walks through what Herald does in it; returns the running lab.
 async fn demo(state: &Path) -> Lab {
     step("Starting the lab");
+    say("A real Kubernetes cluster: kube-apiserver (with etcd), kube-controller-manager and");
+    say("kube-scheduler on the control-plane host, and three nodes, each running containerd,");
+    say("kubelet and kube-proxy (iptables mode). Herald is installed with its Helm chart from its");
     say(
-        "A real kube-apiserver (with etcd), herald-controller on the control-plane host, and three",
+        "own image: the speaker DaemonSet on every node, the controller Deployment's two replicas.",
     );
-    say(
-        "nodes, each running herald-speaker, the real kube-proxy (iptables mode) and one pod of an",
-    );
-    say("echo server that replies with the address it sees the caller as. A client host sends the");
-    say("traffic. Every host is a network namespace on one bridge (documentation addresses only):");
+    say("An echo Deployment (one Pod per node) replies with the address it sees the caller as. A");
+    say("client host sends the traffic. Every host is a network namespace on one bridge");
+    say("(documentation addresses only):");
     let mut lab = start_lab("lab", NAMESPACE, state.join("logs")).await;
     write_explore_helpers(state, &lab);
     say(&format!(
         "  control plane {}   client {}",
         lab.control_plane.ipv4, lab.client.ipv4
     ));
+    let pods = lab.pods().await;
     for node in &lab.nodes {
-        let pods: Vec<String> = node
-            .pods
+        let pods: Vec<String> = pods
             .iter()
-            .map(|p| format!("{} {} {}", p.name, p.ipv4, p.ipv6))
+            .filter(|p| p.node == node.name)
+            .map(|p| {
+                let ips: Vec<String> = p.ips.iter().map(IpAddr::to_string).collect();
+                format!("{} {}", p.name, ips.join(" "))
+            })
             .collect();
         say(&format!(
             "  {} {} {} (MAC {})   pods: {}",
@@ -214,6 +220,7 @@ async fn demo(state: &Path) -> Lab {
             pods.join(", ")
         ));
     }
+    kubectl(&lab, &["get", "pods", "-n", "herald-system", "-o", "wide"]);
     pause().await;
 
     step("A pool of addresses, and two LoadBalancer Services over the echo pods");
@@ -266,7 +273,10 @@ async fn demo(state: &Path) -> Lab {
         "  The client sends a request to {ip} every 5 ms, each on a new connection. Now {} loses",
         lab.nodes[node].name
     ));
-    say("  its link and its speaker and kube-proxy die, as when a machine loses power.");
+    say(
+        "  its link, and everything on it dies (containerd, kubelet, kube-proxy, every container),",
+    );
+    say("  as when a machine loses power.");
     let (gap, response) = lab.failover(ip, node).await;
     say(&format!(
         "  Traffic flowed again {} ms after the failure: {}",
@@ -285,16 +295,14 @@ async fn demo(state: &Path) -> Lab {
             lab.nodes[neighbour].name, lab.nodes[neighbour].host.mac
         ));
     }
-    say("  Until Kubernetes marks the failed node's pod unready (the node controller waits about");
-    say("  40 s), some requests still go to it and time out; the lab marks it unready now.");
-    lab.set_pod_ready(node, 0, false, &[CLUSTER_SERVICE, LOCAL_SERVICE])
-        .await;
+    say(
+        "  Until the node controller marks the failed node NotReady (it waits 50 s for a kubelet's",
+    );
+    say("  status) and its Pod's endpoints unready, kube-proxy still sends some requests there.");
     pause().await;
 
     step("The node comes back");
     lab.restore_node(node).await;
-    lab.set_pod_ready(node, 0, true, &[CLUSTER_SERVICE, LOCAL_SERVICE])
-        .await;
     let back = lab.settled(CLUSTER_SERVICE, ip).await;
     say(&format!(
         "  {} is back; {ip} is answered by {} (each address has one preferred node among the",
@@ -384,8 +392,8 @@ async fn bench(trials: usize) {
     lab.create_service(CLUSTER_SERVICE, false).await;
     lab.create_service(LOCAL_SERVICE, true).await;
     println!(
-        "failover through real traffic: {trials} node failures per case (link down, speaker and \
-         kube-proxy killed); gap = failure → first request sent after it that succeeds (one every 5 ms)"
+        "failover through real traffic: {trials} node failures per case (link down, everything on \
+         the node killed); gap = failure → first request sent after it that succeeds (one every 5 ms)"
     );
     for (service, family) in [
         (CLUSTER_SERVICE, 0),
