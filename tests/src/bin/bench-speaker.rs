@@ -227,12 +227,12 @@ fn announced(host: &Host) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits, as long as a loaded host may need, until the nodes answer for `total` (address,
-/// interface) pairs in all.
+/// Waits, as long as a loaded host may need, until the nodes answer for exactly `total`
+/// (address, interface) pairs in all.
 async fn wait_for_announced(lab: &SpeakerLan, total: u64, what: &str) {
     eventually(Duration::from_secs(600), what, || async {
         let now: u64 = lab.nodes.iter().map(|(_, host, _)| announced(host)).sum();
-        (now >= total).then_some(())
+        (now == total).then_some(())
     })
     .await;
 }
@@ -295,6 +295,14 @@ async fn rss_with_1000_addresses(lab: &SpeakerLan) -> String {
 /// Spreads the 1,000 Services over the three nodes, on eth0, gives each node 50 more
 /// interfaces, and measures the pass time and the failover gap under that load.
 async fn under_load(lab: &mut SpeakerLan, big: &str, trials: usize) {
+    apply(
+        lab,
+        json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+        "metadata": {"name": big}, "spec": {"ipAddressPools": [big], "interfaces": ["eth0"],
+            "nodeSelectors": [{"matchLabels": {"herald-test": lab.cluster.namespace()}}]}}),
+    )
+    .await;
+    wait_for_announced(lab, 1001, "the 1,000 Services spread over the nodes").await;
     for (_, host, _) in &lab.nodes {
         for k in 0..25 {
             host.run(
@@ -315,15 +323,8 @@ async fn under_load(lab: &mut SpeakerLan, big: &str, trials: usize) {
             }
         }
     }
-    apply(
-        lab,
-        json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
-        "metadata": {"name": big}, "spec": {"ipAddressPools": [big], "interfaces": ["eth0"],
-            "nodeSelectors": [{"matchLabels": {"herald-test": lab.cluster.namespace()}}]}}),
-    )
-    .await;
     // web on the 51 interfaces of its node (its advertisement names none), the rest on eth0.
-    wait_for_announced(lab, 1051, "the 1,000 Services spread over the nodes").await;
+    wait_for_announced(lab, 1051, "web on the 50 new interfaces too").await;
     let before = pass_buckets(lab);
     let started = Instant::now();
     let mut gaps = Vec::new();
