@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use herald_core::allocation::ServiceKey;
-use herald_core::election::{Outcome, elect};
+use herald_core::election::{Links, Outcome, elect};
 use herald_core::fencing::{self, ApiView, Silence, Verdict};
 use herald_crds::{EventReason, reasons};
 
@@ -35,6 +35,9 @@ pub struct Pass<'a> {
     pub interfaces: &'a [Interface],
     /// Which of them share a segment: an address is answered on one interface per segment.
     pub segments: &'a Segments,
+    /// What the other speakers said they can answer on (see [`interfaces::links`]). This
+    /// node's own come from `interfaces`, fresher than what its peers heard.
+    pub links: &'a BTreeMap<String, Links>,
     /// Addresses other hosts answered for, recently.
     pub conflicts: &'a BTreeMap<IpAddr, Conflict>,
     /// Addresses the responders answer for now (probed, announced).
@@ -100,7 +103,12 @@ impl Announcer {
 
     pub fn plan(&mut self, pass: &Pass) -> Plan {
         self.announced_before.extend(pass.answering.iter().copied());
-        let outcomes = elect(&pass.world.inputs(pass.alive));
+        let mut links = pass.links.clone();
+        links.insert(
+            self.me.clone(),
+            interfaces::links(pass.interfaces, &pass.world.advertised_interfaces()),
+        );
+        let outcomes = elect(&pass.world.inputs(pass.alive, &links));
         // Per Service this node wins, per address: the interfaces that address is answered on.
         let mine: Vec<(&ServiceKey, BTreeMap<IpAddr, Vec<&Interface>>)> = outcomes
             .iter()
@@ -362,6 +370,7 @@ mod tests {
         alive: BTreeSet<String>,
         interfaces: Vec<Interface>,
         segments: Segments,
+        links: BTreeMap<String, Links>,
         conflicts: BTreeMap<IpAddr, Conflict>,
         answering: BTreeSet<IpAddr>,
     }
@@ -373,6 +382,7 @@ mod tests {
                 alive: BTreeSet::from([ME.to_string()]),
                 interfaces: eth0(true),
                 segments: Segments::default(),
+                links: BTreeMap::new(),
                 conflicts: BTreeMap::new(),
                 answering: BTreeSet::new(),
             }
@@ -386,6 +396,7 @@ mod tests {
                 api: &ApiView::Fresh(self.alive.clone()),
                 interfaces: &self.interfaces,
                 segments: &self.segments,
+                links: &self.links,
                 conflicts: &self.conflicts,
                 answering: &self.answering,
             })
@@ -455,11 +466,41 @@ mod tests {
     }
 
     #[test]
-    fn a_node_whose_only_interface_is_down_answers_for_nothing() {
+    fn a_node_whose_only_interface_is_down_is_no_candidate_and_says_why() {
         let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
         fixture.interfaces = eth0(false);
         let plan = fixture.plan(&mut Announcer::new(ME));
-        assert_eq!(plan.answer, Err(Silence::LinkDown));
+        assert_eq!(plan.answer, Ok(BTreeMap::new()));
+        let (_, condition) = &plan.conditions[0];
+        assert_eq!(condition.reason, reasons::NO_ELIGIBLE_NODE);
+        assert!(
+            condition.message.contains("has a suitable interface up"),
+            "{}",
+            condition.message
+        );
+    }
+
+    #[test]
+    fn only_a_node_that_said_it_has_the_interface_up_is_elected() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        let peer: Node = serde_json::from_value(json!({"metadata": {"name": "node-b"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.12"}]}}))
+        .unwrap();
+        fixture.world.apply_node(&peer);
+        fixture.alive.insert("node-b".into());
+        let links = |up: &[&str]| Links {
+            up: up.iter().map(|n| n.to_string()).collect(),
+            suitable_up: !up.is_empty(),
+        };
+        // The peer's eth0 is down: this node answers, whichever the first choice.
+        fixture.links = BTreeMap::from([("node-b".to_string(), links(&[]))]);
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.200"), true)]));
+        // Ours is down and the peer's up: the peer answers, and this node stays in service.
+        fixture.interfaces = eth0(false);
+        fixture.links = BTreeMap::from([("node-b".to_string(), links(&["eth0"]))]);
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(plan.answer, Ok(BTreeMap::new()));
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! owns the socket, the timers and the loop that feeds both to foca, and
 //! publishes the node names of the live speakers.
 //!
+//! Each speaker also tells its peers which interfaces it can answer on ([`Links`]), as a foca
+//! custom broadcast: a newer version replaces an older one, and every speaker says it again
+//! (a new version) when a member joins, so that the joiner learns every node's links. Its
+//! identity stays as it is: foca's `change_identity` would forget every member for a moment.
+//!
 //! Every datagram is sealed with the cluster's gossip key ([`gossip_auth`]); one that fails is
 //! dropped and counted before foca sees it. Members come only from the Nodes the speaker
 //! knows: a datagram from an identity that is not a known Node at its Node's address is
@@ -16,12 +21,15 @@ use std::{
     net::{IpAddr, SocketAddr},
     num::{NonZeroU8, NonZeroUsize},
     path::PathBuf,
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use foca::{
-    AccumulatingRuntime, Codec, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer,
+    AccumulatingRuntime, BroadcastHandler, Codec, Foca, Invalidates, OwnedNotification,
+    PostcardCodec, Timer,
 };
+use herald_core::election::Links;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tokio::{
@@ -194,6 +202,8 @@ pub enum Error {
 pub struct Membership {
     advertise: SocketAddr,
     alive: watch::Receiver<BTreeSet<String>>,
+    links: watch::Receiver<BTreeMap<String, Links>>,
+    own_links: watch::Sender<Option<Links>>,
     leave: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -232,10 +242,23 @@ impl Membership {
             addr: advertise,
             generation: start_generation(),
         };
-        let (alive_tx, alive) = watch::channel(BTreeSet::from([config.node]));
+        let (alive_tx, alive) = watch::channel(BTreeSet::from([config.node.clone()]));
+        let (links_tx, links) = watch::channel(BTreeMap::new());
+        let (own_links, own_links_rx) = watch::channel(None);
         let (leave, left) = oneshot::channel();
+        let book = LinksBook::default();
+        let handler = LinksHandler {
+            me: config.node,
+            book: book.clone(),
+        };
         let agent = Agent {
-            foca: Foca::new(identity, foca_config, rand::make_rng(), PostcardCodec),
+            foca: Foca::with_custom_broadcast(
+                identity,
+                foca_config,
+                rand::make_rng(),
+                PostcardCodec,
+                handler,
+            ),
             runtime: AccumulatingRuntime::new(),
             socket,
             timers: BinaryHeap::new(),
@@ -247,12 +270,21 @@ impl Membership {
             peers: BTreeMap::new(),
             metrics,
             warned: HashMap::new(),
+            book,
+            links_published: 0,
+            links: links_tx,
+            own_links: None,
+            links_version: now_micros(),
+            retell_links: false,
         };
         agent.show_keys();
-        let task = tokio::spawn(agent.run(peers, left, config.timings.announce_period));
+        let task =
+            tokio::spawn(agent.run(peers, own_links_rx, left, config.timings.announce_period));
         Ok(Membership {
             advertise,
             alive,
+            links,
+            own_links,
             leave: Some(leave),
             task,
         })
@@ -267,6 +299,22 @@ impl Membership {
     /// as soon as the protocol decides.
     pub fn alive(&self) -> watch::Receiver<BTreeSet<String>> {
         self.alive.clone()
+    }
+
+    /// What the live peers said they can answer on, by node name (this node not included); a
+    /// live peer that has not said yet is missing.
+    pub fn links(&self) -> watch::Receiver<BTreeMap<String, Links>> {
+        self.links.clone()
+    }
+
+    /// Tells the peers what this node can answer on now; nothing is sent when it has not
+    /// changed.
+    pub fn tell_links(&self, links: Links) {
+        self.own_links.send_if_modified(|told| {
+            let changed = told.as_ref() != Some(&links);
+            *told = Some(links);
+            changed
+        });
     }
 
     /// Leaves gracefully: peers learn it at once, so they take over this
@@ -322,6 +370,11 @@ impl foca::Identity for Identity {
 /// Microseconds since the epoch: a restarted speaker beats its previous
 /// run, which renewed once per false death at most.
 fn start_generation() -> u64 {
+    now_micros()
+}
+
+/// Microseconds since the epoch: the versions of our links news.
+fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_micros() as u64)
@@ -344,6 +397,98 @@ fn now_ms() -> u64 {
         .map_or(0, |since| since.as_millis() as u64)
 }
 
+/// A speaker's links as it tells them: the custom broadcast's wire form. The version grows
+/// with every telling, from the speaker's start time, so a restarted speaker's links replace
+/// those of its previous run.
+#[derive(Debug, Serialize, Deserialize)]
+struct LinksNews {
+    node: String,
+    version: u64,
+    up: Vec<String>,
+    suitable_up: bool,
+}
+
+/// Which broadcast a [`LinksNews`] is: a node's newer version replaces its older ones.
+struct LinksKey {
+    node: String,
+    version: u64,
+}
+
+impl Invalidates for LinksKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.node == other.node && self.version >= other.version
+    }
+}
+
+/// The newest links each peer told, with their version; `revision` counts the changes.
+#[derive(Clone, Default)]
+struct LinksBook(Arc<Mutex<LinksEntries>>);
+
+#[derive(Default)]
+struct LinksEntries {
+    by_node: BTreeMap<String, (u64, Links)>,
+    revision: u64,
+}
+
+impl LinksBook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinksEntries> {
+        // Nothing panics while holding it; a poisoned book is still a consistent one.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Reads the links news in foca's messages into the book, and tells foca which to spread on:
+/// news newer than the book's, and our own.
+struct LinksHandler {
+    me: String,
+    book: LinksBook,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable links news: {0}")]
+struct LinksNewsError(postcard::Error);
+
+impl BroadcastHandler<Identity> for LinksHandler {
+    type Key = LinksKey;
+    type Error = LinksNewsError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&Identity>,
+    ) -> Result<Option<LinksKey>, LinksNewsError> {
+        let news: LinksNews = postcard::from_bytes(data).map_err(LinksNewsError)?;
+        let key = LinksKey {
+            node: news.node,
+            version: news.version,
+        };
+        // No sender: our own, added by the agent. Ours coming back from a peer is old news.
+        if sender.is_none() {
+            return Ok(Some(key));
+        }
+        if key.node == self.me {
+            return Ok(None);
+        }
+        let mut book = self.book.lock();
+        if book
+            .by_node
+            .get(&key.node)
+            .is_some_and(|(known, _)| *known >= key.version)
+        {
+            return Ok(None);
+        }
+        let links = Links {
+            up: news.up.into_iter().collect(),
+            suitable_up: news.suitable_up,
+        };
+        book.by_node.insert(key.node.clone(), (key.version, links));
+        book.revision += 1;
+        Ok(Some(key))
+    }
+}
+
 /// The node names that count as alive: ours, and the members that are a known Node at the
 /// address their Node gives. foca may hold others (a key holder told it of them); they only
 /// cost a probe now and then.
@@ -363,7 +508,7 @@ fn alive_nodes<'a>(
 
 /// The protocol task's state: foca and what it asked for.
 struct Agent {
-    foca: Foca<Identity, PostcardCodec, StdRng, NoCustomBroadcast>,
+    foca: Foca<Identity, PostcardCodec, StdRng, LinksHandler>,
     runtime: AccumulatingRuntime<Identity>,
     socket: UdpSocket,
     timers: BinaryHeap<Reverse<(Instant, Timer<Identity>)>>,
@@ -378,12 +523,22 @@ struct Agent {
     metrics: Metrics,
     /// When each kind of warning was last logged.
     warned: HashMap<&'static str, Instant>,
+    /// The links the peers told, and the book's revision last published.
+    book: LinksBook,
+    links_published: u64,
+    links: watch::Sender<BTreeMap<String, Links>>,
+    /// Ours, once the runtime says, and the version last told.
+    own_links: Option<Links>,
+    links_version: u64,
+    /// A member joined: tell our links again once the current batch is sent.
+    retell_links: bool,
 }
 
 impl Agent {
     async fn run(
         mut self,
         mut peers: watch::Receiver<BTreeMap<String, SocketAddr>>,
+        mut own_links: watch::Receiver<Option<Links>>,
         mut leave: oneshot::Receiver<()>,
         announce_period: Duration,
     ) {
@@ -417,6 +572,10 @@ impl Agent {
                     // The list is final: keep announcing to it.
                     Err(_) => peers_open = false,
                 },
+                Ok(()) = own_links.changed() => {
+                    self.own_links = own_links.borrow_and_update().clone();
+                    self.tell_links();
+                }
                 _ = announce.tick() => self.announce(),
                 _ = reload.tick() => self.reload_keys(),
                 left = &mut leave => {
@@ -431,6 +590,10 @@ impl Agent {
                 }
             }
             self.flush().await;
+            if std::mem::take(&mut self.retell_links) {
+                self.tell_links();
+                self.flush().await;
+            }
         }
     }
 
@@ -551,6 +714,65 @@ impl Agent {
         }
     }
 
+    /// Tells the peers our links under a new version, at once rather than at the next gossip.
+    fn tell_links(&mut self) {
+        let Some(links) = &self.own_links else {
+            return;
+        };
+        self.links_version = now_micros().max(self.links_version + 1);
+        let news = LinksNews {
+            node: self.foca.identity().node.clone(),
+            version: self.links_version,
+            up: links.up.iter().cloned().collect(),
+            suitable_up: links.suitable_up,
+        };
+        let mut buffer = [0; MAX_PACKET_SIZE];
+        let told = postcard::to_slice(&news, &mut buffer)
+            .map_err(|e| e.to_string())
+            .and_then(|data| {
+                self.foca
+                    .add_broadcast(data)
+                    .map_err(|e| format!("{e} ({} bytes)", data.len()))
+            })
+            .and_then(|_| {
+                self.foca
+                    .broadcast(&mut self.runtime)
+                    .map_err(|e| e.to_string())
+            });
+        let interfaces = links.up.len();
+        if let Err(error) = told
+            && self.may_warn("links")
+        {
+            warn!(%error, interfaces, "cannot tell the peers which interfaces this node can answer on; they keep what it told before, or take it to answer on all");
+        }
+    }
+
+    /// Publishes the links the live peers told, if they changed.
+    fn publish_links(&mut self, members_changed: bool) {
+        let book = self.book.lock();
+        if !members_changed && book.revision == self.links_published {
+            return;
+        }
+        self.links_published = book.revision;
+        let alive = alive_nodes(
+            self.foca.identity(),
+            self.foca.iter_members().map(|m| m.id()),
+            &self.peers,
+        );
+        let links: BTreeMap<String, Links> = book
+            .by_node
+            .iter()
+            .filter(|(node, _)| alive.contains(*node))
+            .map(|(node, (_, links))| (node.clone(), links.clone()))
+            .collect();
+        drop(book);
+        self.links.send_if_modified(|current| {
+            let changed = *current != links;
+            *current = links;
+            changed
+        });
+    }
+
     /// Publishes the node names alive now, if they changed.
     fn publish_alive(&self) {
         let alive = alive_nodes(
@@ -603,11 +825,13 @@ impl Agent {
             self.timers.push(Reverse((now + after, timer)));
         }
         let mut members_changed = false;
+        let mut joined = false;
         while let Some(notification) = self.runtime.to_notify() {
             match notification {
                 OwnedNotification::MemberUp(id) => {
                     info!(node = id.node, addr = %id.addr, "speaker up");
                     members_changed = true;
+                    joined = true;
                 }
                 OwnedNotification::MemberDown(id) => {
                     info!(node = id.node, addr = %id.addr, "speaker down");
@@ -617,6 +841,7 @@ impl Agent {
                 OwnedNotification::Rename(_, id) => {
                     info!(node = id.node, addr = %id.addr, generation = id.generation, "speaker renewed");
                     members_changed = true;
+                    joined = true;
                 }
                 OwnedNotification::Rejoin(id) => {
                     warn!(
@@ -631,6 +856,10 @@ impl Agent {
         if members_changed {
             self.publish_alive();
         }
+        self.publish_links(members_changed);
+        // The joiner knows nobody's links: everyone tells theirs again, as new news that every
+        // member spreads on.
+        self.retell_links |= joined;
     }
 }
 
@@ -875,6 +1104,60 @@ mod tests {
         assert!(dropped(&a_metrics, "unknown_key") > 0);
         assert!(dropped(&foreign_metrics, "unknown_key") > 0);
         assert_eq!(dropped(&a_metrics, "unknown_sender"), 0);
+    }
+
+    fn links(up: &[&str]) -> Links {
+        Links {
+            up: up.iter().map(|n| n.to_string()).collect(),
+            suitable_up: true,
+        }
+    }
+
+    /// Waits until `member` has heard exactly `want` from its peers.
+    async fn hears(member: &Membership, want: &[(&str, Links)]) {
+        let want: BTreeMap<String, Links> = want
+            .iter()
+            .map(|(node, links)| (node.to_string(), links.clone()))
+            .collect();
+        let mut heard = member.links();
+        let seen = tokio::time::timeout(Duration::from_secs(5), heard.wait_for(|h| *h == want))
+            .await
+            .map(|seen| seen.is_ok());
+        assert!(
+            matches!(seen, Ok(true)),
+            "{} did not hear {want:?}, heard {:?}",
+            member.advertise(),
+            *heard.borrow()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_speakers_tell_each_other_their_links_and_a_joiner_hears_them_all() {
+        let (seeds, members) = cluster(&["a", "b"]).await;
+        members[0].tell_links(links(&["eth0", "eth1"]));
+        members[1].tell_links(links(&["eth0"]));
+        hears(&members[0], &[("b", links(&["eth0"]))]).await;
+        hears(&members[1], &[("a", links(&["eth0", "eth1"]))]).await;
+        // A change replaces what was told.
+        members[0].tell_links(links(&["eth0"]));
+        hears(&members[1], &[("a", links(&["eth0"]))]).await;
+
+        // c joins after the telling: it hears both, and they hear it.
+        let c = start("c", &seeds).await;
+        c.tell_links(links(&["eth2"]));
+        seeds.send_modify(|seeds| {
+            seeds.insert("c".into(), c.advertise());
+        });
+        hears(&c, &[("a", links(&["eth0"])), ("b", links(&["eth0"]))]).await;
+        hears(
+            &members[0],
+            &[("b", links(&["eth0"])), ("c", links(&["eth2"]))],
+        )
+        .await;
+
+        // Only live members' links count.
+        drop(c);
+        hears(&members[0], &[("b", links(&["eth0"]))]).await;
     }
 
     #[test]

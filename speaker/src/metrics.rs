@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +50,22 @@ impl ByProtocol {
     }
 }
 
+/// How long one pass (elect, plan, carry out) takes: 50 µs to about 3 s, doubling.
+#[derive(Clone)]
+pub struct PassSeconds(pub Histogram);
+
+impl Default for PassSeconds {
+    fn default() -> Self {
+        PassSeconds(Histogram::new(exponential_buckets(0.000_05, 2.0, 16)))
+    }
+}
+
+impl PassSeconds {
+    pub fn observe(&self, seconds: f64) {
+        self.0.observe(seconds);
+    }
+}
+
 /// Cloning shares the values: the responders count into the same metrics.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -57,6 +74,7 @@ pub struct Metrics {
     pub replies: ByProtocol,
     pub gratuitous: ByProtocol,
     pub elections: Counter,
+    pub pass_seconds: PassSeconds,
     pub peers_alive: Gauge,
     pub conflicts: Counter,
     pub fenced: Gauge,
@@ -101,6 +119,11 @@ impl Metrics {
             "elections",
             "Times the election was computed",
             metrics.elections.clone(),
+        );
+        r.register(
+            "pass_seconds",
+            "Time of one pass: electing, planning and carrying out the plan",
+            metrics.pass_seconds.0.clone(),
         );
         r.register(
             "peers_alive",

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{Future, FutureExt, StreamExt};
 use herald_core::allocation::ServiceKey;
+use herald_core::election::Links;
 use herald_core::fencing::ApiView;
 use herald_crds::{IPAddressPool, L2Advertisement};
 use herald_runtime::events::Publisher;
@@ -74,6 +75,10 @@ pub enum Error {
     WatchEnded(&'static str),
     #[error("starting the responders' thread: {0}")]
     Responders(std::io::Error),
+    #[error(
+        "opening a netlink socket for the node's link events: {0} (the speaker needs the host's network namespace)"
+    )]
+    LinkEvents(std::io::Error),
 }
 
 enum Change {
@@ -256,6 +261,8 @@ pub async fn run(
     )
     .await?;
     let mut alive = membership.alive();
+    let mut peer_links = membership.links();
+    let mut snapshot = interfaces::watch().map_err(Error::LinkEvents)?;
 
     let config = watcher::Config::default();
     let streams = vec![
@@ -312,8 +319,8 @@ pub async fn run(
         conflicts: BTreeMap::new(),
         written: BTreeMap::new(),
         announcer: Announcer::new(me.clone()),
+        interfaces: snapshot.borrow_and_update().clone(),
         answering: BTreeSet::new(),
-        interfaces: Vec::new(),
         segments: Segments::default(),
         writer: Writer::new(client.clone(), "speaker", WRITES_IN_FLIGHT),
         publisher: Publisher::new(client.clone(), field_managers::SPEAKER, &me),
@@ -373,6 +380,13 @@ pub async fn run(
             changed = alive.changed() => {
                 if changed.is_err() { return Err(Error::WatchEnded("gossip")); }
             }
+            changed = peer_links.changed() => {
+                if changed.is_err() { return Err(Error::WatchEnded("gossip")); }
+            }
+            changed = snapshot.changed() => {
+                if changed.is_err() { return Err(Error::WatchEnded("link events")); }
+                speaker.interfaces = snapshot.borrow_and_update().clone();
+            }
             Some(report) = reports.recv() => speaker.report(report),
             Ok(()) = reachable.changed() => {
                 speaker.api_reachable = *reachable.borrow_and_update();
@@ -386,7 +400,9 @@ pub async fn run(
         }
         if speaker.watches.synced() {
             let alive_now = alive.borrow().clone();
-            let wanted = speaker.converge(&alive_now);
+            let links_now = peer_links.borrow_and_update().clone();
+            let wanted = speaker.converge(&alive_now, &links_now);
+            membership.tell_links(speaker.links());
             // Not ready while fenced, so that the Pod shows it.
             let answering = wanted.is_some();
             responders.set(wanted.unwrap_or_default(), &speaker.interfaces);
@@ -502,13 +518,13 @@ struct Speaker {
     /// Addresses another host answered for, and when.
     conflicts: BTreeMap<IpAddr, (Conflict, tokio::time::Instant)>,
     announcer: Announcer,
+    /// This node's interfaces, kept current by link events.
+    interfaces: Vec<Interface>,
     /// What we last wrote per Service, until the watch shows it.
     written: BTreeMap<ServiceKey, Announced>,
     /// Addresses the responders answer for now (probed and announced).
     answering: BTreeSet<IpAddr>,
-    /// The node's interfaces, as last scanned.
-    interfaces: Vec<Interface>,
-    /// Which of them share a segment, as the responders heard it.
+    /// Which of its interfaces share a segment, as the responders heard it.
     segments: Segments,
     writer: Writer<ConditionWrite>,
     publisher: Publisher,
@@ -591,10 +607,32 @@ impl Speaker {
         }
     }
 
+    /// What this node can answer on, as its peers need to know to elect.
+    fn links(&self) -> Links {
+        interfaces::links(&self.interfaces, &self.world.advertised_interfaces())
+    }
+
     /// Plans a pass (see [`Announcer`]) and carries it out: writes conditions and publishes
     /// events; returns what each interface answers for, or `None` while this speaker fences
     /// itself.
-    fn converge(&mut self, alive: &BTreeSet<String>) -> Option<BTreeMap<String, Wanted>> {
+    fn converge(
+        &mut self,
+        alive: &BTreeSet<String>,
+        links: &BTreeMap<String, Links>,
+    ) -> Option<BTreeMap<String, Wanted>> {
+        let started = std::time::Instant::now();
+        let wanted = self.plan_and_carry_out(alive, links);
+        self.metrics
+            .pass_seconds
+            .observe(started.elapsed().as_secs_f64());
+        wanted
+    }
+
+    fn plan_and_carry_out(
+        &mut self,
+        alive: &BTreeSet<String>,
+        links: &BTreeMap<String, Links>,
+    ) -> Option<BTreeMap<String, Wanted>> {
         let retry = self.settings.conflict_retry;
         self.conflicts.retain(|_, (_, seen)| seen.elapsed() < retry);
         let (peers, fresh) = heartbeat::view(
@@ -612,7 +650,6 @@ impl Speaker {
             .iter()
             .map(|(ip, (conflict, _))| (*ip, conflict.clone()))
             .collect();
-        self.interfaces = interfaces::scan();
         self.segments.retain_present(&self.interfaces);
         let plan = self.announcer.plan(&Pass {
             world: &self.world,
@@ -621,6 +658,7 @@ impl Speaker {
             api: &api,
             interfaces: &self.interfaces,
             segments: &self.segments,
+            links,
             conflicts: &conflicts,
             answering: &self.answering,
         });

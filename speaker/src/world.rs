@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use herald_core::addresses::PoolAddresses;
 use herald_core::allocation::ServiceKey;
-use herald_core::election::{self, Advertisement, Inputs};
+use herald_core::election::{self, Advertisement, Inputs, Links};
 use herald_crds::{IPAddressPool, L2Advertisement, label_selector};
 use herald_runtime::watches::{Index, ObjectKey};
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -267,8 +267,18 @@ impl World {
         }
     }
 
-    /// The election's inputs, with `alive` the speakers gossip shows alive.
-    pub fn inputs(&self, alive: &BTreeSet<String>) -> Inputs {
+    /// Every interface an L2Advertisement names: the speakers tell each other which of these
+    /// they have up.
+    pub fn advertised_interfaces(&self) -> BTreeSet<String> {
+        self.advertisements
+            .values()
+            .flat_map(|a| a.interfaces.iter().cloned())
+            .collect()
+    }
+
+    /// The election's inputs, with `alive` the speakers gossip shows alive and `links` what
+    /// the live ones said they can answer on.
+    pub fn inputs(&self, alive: &BTreeSet<String>, links: &BTreeMap<String, Links>) -> Inputs {
         let services = self
             .services
             .iter()
@@ -294,9 +304,11 @@ impl World {
         Inputs {
             nodes: self.nodes.values().cloned().collect(),
             alive: alive.clone(),
-            // Speakers do not publish their links yet: each is taken to serve every
-            // advertisement.
-            links: BTreeMap::new(),
+            links: links
+                .iter()
+                .filter(|(node, _)| alive.contains(*node))
+                .map(|(node, links)| (node.clone(), links.clone()))
+                .collect(),
             pools: self.pools.values().cloned().collect(),
             advertisements: self.advertisements.values().cloned().collect(),
             services,
@@ -523,7 +535,7 @@ mod tests {
     }
 
     fn outcome(world: &World) -> Outcome {
-        elect(&world.inputs(&alive()))[&ServiceKey::new("shop", "web")].clone()
+        elect(&world.inputs(&alive(), &BTreeMap::new()))[&ServiceKey::new("shop", "web")].clone()
     }
 
     #[test]
@@ -556,9 +568,9 @@ mod tests {
         let mut foreign = allocated_service("web", "192.0.2.100", "Cluster");
         foreign.status.as_mut().unwrap().conditions = None;
         world.apply_service(&foreign);
-        assert!(world.inputs(&alive()).services.is_empty());
+        assert!(world.inputs(&alive(), &BTreeMap::new()).services.is_empty());
         world.apply_service(&allocated_service("web", "192.0.2.100", "Cluster"));
-        assert_eq!(world.inputs(&alive()).services.len(), 1);
+        assert_eq!(world.inputs(&alive(), &BTreeMap::new()).services.len(), 1);
     }
 
     #[test]
@@ -596,7 +608,7 @@ mod tests {
             "metadata": {"name": "lan"}, "spec": {"nodeSelectors": [{"matchExpressions": [
                 {"key": "zone", "operator": "Near"}]}]}}),
         );
-        let before = world.inputs(&alive()).advertisements;
+        let before = world.inputs(&alive(), &BTreeMap::new()).advertisements;
         let problem = world.apply_advertisement(&bad).unwrap_err();
         assert!(
             problem.contains("spec.nodeSelectors[0]")
@@ -605,7 +617,10 @@ mod tests {
                     .ends_with("it keeps announcing as its last valid spec said until it is fixed"),
             "{problem}"
         );
-        assert_eq!(world.inputs(&alive()).advertisements, before);
+        assert_eq!(
+            world.inputs(&alive(), &BTreeMap::new()).advertisements,
+            before
+        );
         assert_eq!(world.invalid_advertisements().len(), 1);
         // Fixed: valid again.
         world
@@ -622,6 +637,11 @@ mod tests {
             problem.ends_with("it announces nothing until it is fixed"),
             "{problem}"
         );
-        assert!(fresh.inputs(&alive()).advertisements.is_empty());
+        assert!(
+            fresh
+                .inputs(&alive(), &BTreeMap::new())
+                .advertisements
+                .is_empty()
+        );
     }
 }

@@ -419,10 +419,28 @@ async fn interfaces_an_advertisement_does_not_name_stay_silent() {
     lab.service("web", &["192.0.2.238"], false, &[0]).await;
     lab.settled("web", "192.0.2.238").await;
     // Only an interface the nodes do not have may answer now: eth0 goes quiet.
+    advertise_only_on(&lab, &["eth9"]).await;
+    eventually(WAIT, "silence on eth0", || async {
+        lab.arp_answers("192.0.2.238")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // No node is elected to black-hole the address, and the condition says why.
+    let why = lab.announced("web", "NoEligibleNode").await;
+    assert_eq!(
+        why,
+        "no node that may announce has \"eth9\" up (the interfaces its L2Advertisements allow)"
+    );
+}
+
+/// Makes the LAN's L2Advertisement name only `interfaces`.
+async fn advertise_only_on(lab: &SpeakerLan, interfaces: &[&str]) {
     let advertisement = json!({
         "apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
         "metadata": {"name": lab.pool},
-        "spec": {"ipAddressPools": [lab.pool], "interfaces": ["eth9"],
+        "spec": {"ipAddressPools": [lab.pool], "interfaces": interfaces,
                  "nodeSelectors": [{"matchLabels": {"herald-test": lab.cluster.namespace()}}]},
     });
     let resource = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
@@ -438,13 +456,62 @@ async fn interfaces_an_advertisement_does_not_name_stay_silent() {
         )
         .await
         .unwrap();
-    eventually(WAIT, "silence on eth0", || async {
-        lab.arp_answers("192.0.2.238")
-            .await
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+}
+
+/// Waits until exactly one node answers ARP for `ip`, with its eth1 MAC (`eth1_macs`, by node),
+/// and the Service's condition names that node, other than `not`; returns it.
+async fn answered_on_eth1(
+    lab: &SpeakerLan,
+    service: &str,
+    ip: &str,
+    eth1_macs: &[String],
+    not: Option<usize>,
+) -> usize {
+    eventually(
+        WAIT,
+        &format!(
+            "one node other than {not:?} to answer for {ip} on eth1 as {service}'s condition says"
+        ),
+        || async {
+            let message = lab.announced(service, "Announced").await;
+            let winner = winner_index(lab, &message);
+            let answers = lab.arp_answers(ip).await;
+            (Some(winner) != not
+                && message.contains(" on eth1: ")
+                && answers == BTreeSet::from([eth1_macs[winner].clone()]))
+            .then_some(winner)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_winner_whose_named_interface_goes_down_is_no_candidate_and_another_node_answers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = lab("l2-eth1", 3).await;
+    let mut eth1_macs = Vec::new();
+    for i in 0..3 {
+        let host = lab.nodes[i].1.clone();
+        eth1_macs.push(lab.lan.add_interface(&host, "eth1"));
+    }
+    advertise_only_on(&lab, &["eth1"]).await;
+    let ip = "192.0.2.239";
+    lab.service("web", &[ip], false, &[0]).await;
+    let first = answered_on_eth1(&lab, "web", ip, &eth1_macs, None).await;
+
+    // The first choice cannot answer on eth1 any more: another node is elected in its place,
+    // while the first one stays alive in gossip.
+    let down = Instant::now();
+    lab.nodes[first].1.interface_down("eth1");
+    let second = answered_on_eth1(&lab, "web", ip, &eth1_macs, Some(first)).await;
+    eprintln!(
+        "eth1 down on node{first}: node{second} answered after {:?}",
+        down.elapsed()
+    );
+
+    // Back up: whoever wins, exactly one node answers.
+    lab.nodes[first].1.interface_up("eth1");
+    answered_on_eth1(&lab, "web", ip, &eth1_macs, None).await;
 }
 
 #[tokio::test]

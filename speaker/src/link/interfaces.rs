@@ -1,8 +1,16 @@
-//! The node's network interfaces, as `/sys/class/net` shows them.
+//! The node's network interfaces, as `/sys/class/net` shows them, read again when the kernel
+//! says one changed.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
+use herald_core::election::Links;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::link::sockets::LinkEvents;
 use crate::packet::MacAddr;
 
 /// Interfaces never worth answering on: virtual plumbing of containers, CNIs and proxies (the
@@ -76,12 +84,42 @@ pub fn scan() -> Vec<Interface> {
     interfaces
 }
 
+/// Link events that come this close together (an interface set up, its carrier, its master)
+/// are read with a single scan.
+const SETTLE: Duration = Duration::from_millis(10);
+
+/// The node's interfaces, scanned once now and again after each burst of link events: the
+/// snapshot every pass reads, never `/sys` per pass. Ends when the receiver is dropped.
+pub fn watch() -> std::io::Result<watch::Receiver<Vec<Interface>>> {
+    let events = LinkEvents::open()?;
+    let (snapshot, receiver) = watch::channel(scan());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = snapshot.closed() => return,
+                next = events.next() => if let Err(e) = next {
+                    // Read again all the same, and not in a busy loop.
+                    warn!(error = %e, "reading link events failed; reading the interfaces again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                },
+            }
+            tokio::time::sleep(SETTLE).await;
+            let Ok(scanned) = tokio::task::spawn_blocking(scan).await else {
+                continue;
+            };
+            snapshot.send_if_modified(|current| {
+                let changed = *current != scanned;
+                *current = scanned;
+                changed
+            });
+        }
+    });
+    Ok(receiver)
+}
+
 /// The interfaces of `snapshot` to answer on: `names`, or with none named every suitable one.
 /// Interfaces that are down are left out (a speaker whose link is down must stay silent).
-pub fn select<'a>(
-    names: &std::collections::BTreeSet<String>,
-    snapshot: &'a [Interface],
-) -> Vec<&'a Interface> {
+pub fn select<'a>(names: &BTreeSet<String>, snapshot: &'a [Interface]) -> Vec<&'a Interface> {
     snapshot
         .iter()
         .filter(|i| i.up)
@@ -95,10 +133,25 @@ pub fn select<'a>(
         .collect()
 }
 
+/// What this node can answer on, as its peers need to know it to elect: the interfaces of
+/// `snapshot` that are up and either suitable by default or `named` by an L2Advertisement.
+/// Container plumbing nobody names is left out, so that a node with hundreds of Pods still
+/// tells it in one datagram.
+pub fn links(snapshot: &[Interface], named: &BTreeSet<String>) -> Links {
+    let up = snapshot.iter().filter(|i| i.up);
+    Links {
+        up: up
+            .clone()
+            .filter(|i| i.suitable_by_default || named.contains(&i.name))
+            .map(|i| i.name.clone())
+            .collect(),
+        suitable_up: up.clone().any(|i| i.suitable_by_default),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
 
     fn interface(name: &str, up: bool, suitable: bool) -> Interface {
         Interface {
@@ -122,5 +175,24 @@ mod tests {
         assert_eq!(names(&select(&BTreeSet::new(), &snapshot)), ["br0", "eth0"]);
         let wanted = BTreeSet::from(["eth1".to_string(), "veth1".to_string()]);
         assert_eq!(names(&select(&wanted, &snapshot)), ["veth1"]);
+    }
+
+    #[test]
+    fn links_are_the_interfaces_up_that_are_suitable_or_named() {
+        let snapshot = [
+            interface("eth0", false, true),
+            interface("eth1", true, true),
+            interface("veth1", true, false),
+            interface("veth2", true, false),
+        ];
+        let named = BTreeSet::from(["veth2".to_string(), "eth0".to_string()]);
+        let links = links(&snapshot, &named);
+        assert_eq!(
+            links.up,
+            BTreeSet::from(["eth1".to_string(), "veth2".to_string()])
+        );
+        assert!(links.suitable_up);
+        let plumbing_only = [interface("veth1", true, false)];
+        assert!(!super::links(&plumbing_only, &BTreeSet::new()).suitable_up);
     }
 }

@@ -1,5 +1,6 @@
 //! The raw sockets the speaker answers on: an AF_PACKET socket for ARP and a raw ICMPv6 socket
-//! for NDP, one of each per interface. Both are filtered in the kernel, non-promiscuous,
+//! for NDP, one of each per interface; and the netlink socket that says when an interface
+//! changed. Both are filtered in the kernel, non-promiscuous,
 //! non-blocking inside tokio's `AsyncFd` (no busy loop) and closed when dropped.
 //!
 //! Sockets of our own rather than `pnet_datalink`'s channel: its socket takes every EtherType
@@ -8,7 +9,7 @@
 //! their filters pass, and wait in tokio.
 //!
 //! The one module with `unsafe`: socket2 has no safe way to bind an AF_PACKET socket to an
-//! interface (a `sockaddr_ll`), to set ICMP6_FILTER or to read ancillary data; each block says
+//! interface (a `sockaddr_ll`) or a netlink socket to its groups (a `sockaddr_nl`), to set ICMP6_FILTER or to read ancillary data; each block says
 //! why it is sound.
 #![allow(unsafe_code)]
 
@@ -188,6 +189,56 @@ impl NdpSocket {
             .async_io(Interest::WRITABLE, |s| s.send_to(message, &address))
             .await
             .map(drop)
+    }
+}
+
+/// The kernel's link events (RTM_NEWLINK, RTM_DELLINK: an interface added, removed, up, down,
+/// its carrier, its master, renamed). Only their arrival matters: the interfaces are then read
+/// again from `/sys/class/net`, so no message is parsed.
+pub struct LinkEvents {
+    fd: AsyncFd<Socket>,
+}
+
+impl LinkEvents {
+    pub fn open() -> io::Result<LinkEvents> {
+        let socket = Socket::new(
+            Domain::from(libc::AF_NETLINK),
+            Type::RAW,
+            Some(Protocol::from(libc::NETLINK_ROUTE)),
+        )?;
+        let mut storage = SockAddrStorage::zeroed();
+        let len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: SockAddrStorage is large enough and suitably aligned for any socket address,
+        // sockaddr_nl included; every field written is a plain integer.
+        unsafe {
+            let address = storage.view_as::<libc::sockaddr_nl>();
+            address.nl_family = libc::AF_NETLINK as u16;
+            address.nl_groups = libc::RTMGRP_LINK as u32;
+        }
+        // SAFETY: the storage holds an initialised sockaddr_nl of `len` bytes.
+        socket.bind(&unsafe { SockAddr::new(storage, len) })?;
+        socket.set_nonblocking(true)?;
+        Ok(LinkEvents {
+            fd: register(socket)?,
+        })
+    }
+
+    /// Waits for link events and reads every one queued. An overrun (ENOBUFS: events were
+    /// lost) counts as an event too: what changed is read again anyway.
+    pub async fn next(&self) -> io::Result<()> {
+        let mut buf = [0u8; 8192];
+        let mut guard = self.fd.readable().await?;
+        loop {
+            match guard.get_inner().recv(uninit(&mut buf)) {
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    guard.clear_ready();
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

@@ -9,6 +9,10 @@
 //!   speaker's userspace reply and, next to it, the kernel's own reply for the node's address.
 //! - Speaker RSS with 1,000 announced addresses on one node (IPv6, so that a documentation
 //!   range holds them).
+//! - With those 1,000 Services spread over the three nodes and 50 more interfaces on each node
+//!   (veth pairs, suitable by default): the time of one speaker pass (elect, plan, carry out;
+//!   the `herald_speaker_pass_seconds` histogram, all nodes, over that phase) and the failover
+//!   gap on a hard kill.
 //!
 //! `--trials N` sets the failover trials per kind (0 skips them, to time only ARP and RSS).
 
@@ -52,7 +56,8 @@ async fn main() {
     }
 
     arp_latency(&lab).await;
-    rss_with_1000_addresses(&lab).await;
+    let big = rss_with_1000_addresses(&lab).await;
+    under_load(&mut lab, &big, trials).await;
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -191,33 +196,59 @@ fn request_to_reply(capture: &str, ip: &str) -> Vec<f64> {
     micros
 }
 
-async fn rss_with_1000_addresses(lab: &SpeakerLan) {
+/// Applies a Herald object (an IPAddressPool or an L2Advertisement).
+async fn apply(lab: &SpeakerLan, object: serde_json::Value) {
+    let kind = object["kind"].as_str().expect("a kind").to_owned();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned();
+    let resource = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "herald.dev",
+        "v1alpha1",
+        &kind,
+    ));
+    kube::Api::<kube::core::DynamicObject>::all_with(lab.cluster.client(), &resource)
+        .patch(
+            &name,
+            &kube::api::PatchParams::apply("bench").force(),
+            &kube::api::Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+}
+
+/// How many addresses `host`'s speaker answers for, as its metrics say.
+fn announced(host: &Host) -> u64 {
+    host.run("curl", &["-s", "http://127.0.0.1:9403/metrics"])
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_speaker_addresses_announced "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Waits, as long as a loaded host may need, until the nodes answer for exactly `total`
+/// (address, interface) pairs in all.
+async fn wait_for_announced(lab: &SpeakerLan, total: u64, what: &str) {
+    eventually(Duration::from_secs(600), what, || async {
+        let now: u64 = lab.nodes.iter().map(|(_, host, _)| announced(host)).sum();
+        (now == total).then_some(())
+    })
+    .await;
+}
+
+/// Creates 1,000 Services announced from node 0 and prints each speaker's RSS; returns the
+/// name of their pool (and of its L2Advertisement).
+async fn rss_with_1000_addresses(lab: &SpeakerLan) -> String {
     let big = format!("{}-big", lab.pool);
-    let apply =
-        |object: serde_json::Value| async move {
-            let kind = object["kind"].as_str().expect("a kind").to_owned();
-            let name = object["metadata"]["name"]
-                .as_str()
-                .expect("a name")
-                .to_owned();
-            let resource = kube::discovery::ApiResource::from_gvk(
-                &kube::core::GroupVersionKind::gvk("herald.dev", "v1alpha1", &kind),
-            );
-            kube::Api::<kube::core::DynamicObject>::all_with(lab.cluster.client(), &resource)
-                .patch(
-                    &name,
-                    &kube::api::PatchParams::apply("bench").force(),
-                    &kube::api::Patch::Apply(&object),
-                )
-                .await
-                .expect("applying the big pool");
-        };
     apply(
+        lab,
         json!({"apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
         "metadata": {"name": big}, "spec": {"addresses": ["2001:db8:1::/116"]}}),
     )
     .await;
     apply(
+        lab,
         json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
         "metadata": {"name": big}, "spec": {"ipAddressPools": [big],
             // All of them on one node: one speaker announcing 1,000 addresses.
@@ -239,22 +270,7 @@ async fn rss_with_1000_addresses(lab: &SpeakerLan) {
         },
     )
     .await;
-    let announced = |host: &Host| {
-        host.run("curl", &["-s", "http://127.0.0.1:9403/metrics"])
-            .lines()
-            .find_map(|l| l.strip_prefix("herald_speaker_addresses_announced "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    eventually(
-        Duration::from_secs(120),
-        "1,001 announced addresses",
-        || async {
-            let total: u64 = lab.nodes.iter().map(|(_, host, _)| announced(host)).sum();
-            (total >= 1001).then_some(())
-        },
-    )
-    .await;
+    wait_for_announced(lab, 1001, "1,001 announced addresses").await;
     println!(
         "1,000 more Services announced {:.1} s after the first create",
         created.elapsed().as_secs_f64()
@@ -273,4 +289,112 @@ async fn rss_with_1000_addresses(lab: &SpeakerLan) {
             announced(host)
         );
     }
+    big
+}
+
+/// Spreads the 1,000 Services over the three nodes, on eth0, gives each node 50 more
+/// interfaces, and measures the pass time and the failover gap under that load.
+async fn under_load(lab: &mut SpeakerLan, big: &str, trials: usize) {
+    apply(
+        lab,
+        json!({"apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
+        "metadata": {"name": big}, "spec": {"ipAddressPools": [big], "interfaces": ["eth0"],
+            "nodeSelectors": [{"matchLabels": {"herald-test": lab.cluster.namespace()}}]}}),
+    )
+    .await;
+    wait_for_announced(lab, 1001, "the 1,000 Services spread over the nodes").await;
+    for (_, host, _) in &lab.nodes {
+        for k in 0..25 {
+            host.run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &format!("bn{k}a"),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &format!("bn{k}b"),
+                ],
+            );
+            for end in ["a", "b"] {
+                host.run("ip", &["link", "set", &format!("bn{k}{end}"), "up"]);
+            }
+        }
+    }
+    // web on the 51 interfaces of its node (its advertisement names none), the rest on eth0.
+    wait_for_announced(lab, 1051, "web on the 50 new interfaces too").await;
+    let before = pass_buckets(lab);
+    let started = Instant::now();
+    let mut gaps = Vec::new();
+    for _ in 0..trials {
+        gaps.push(trial(lab, Failure::Kill).await);
+        wait_for_announced(lab, 1051, "the 1,000 Services back after a failover").await;
+    }
+    if trials == 0 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    let after = pass_buckets(lab);
+    // Per node, the passes since `before`; all of them for a speaker restarted meanwhile.
+    let mut passes: Vec<(f64, u64)> = Vec::new();
+    for (i, (pid, buckets)) in after.iter().enumerate() {
+        for (k, (le, count)) in buckets.iter().enumerate() {
+            let earlier = match &before[i] {
+                (was, old) if was == pid => old.get(k).map_or(0, |(_, n)| *n),
+                _ => 0,
+            };
+            match passes.get_mut(k) {
+                Some((_, total)) => *total += count.saturating_sub(earlier),
+                None => passes.push((*le, count.saturating_sub(earlier))),
+            }
+        }
+    }
+    let total = passes.last().map_or(0, |(_, n)| *n);
+    let quantile = |q: f64| {
+        passes
+            .iter()
+            .find(|(_, n)| *n as f64 >= q * total as f64)
+            .map_or(f64::INFINITY, |(le, _)| *le)
+    };
+    println!(
+        "1,000 Services, 50 more interfaces per node: {total} passes over {:.0} s (three \
+         nodes), pass time p50 <= {:.2} ms, p99 <= {:.2} ms (histogram bucket bounds)",
+        started.elapsed().as_secs_f64(),
+        quantile(0.5) * 1000.0,
+        quantile(0.99) * 1000.0
+    );
+    if !gaps.is_empty() {
+        report(
+            "hard kill (SIGKILL) with 1,000 Services and 50 more interfaces",
+            &mut gaps,
+        );
+    }
+}
+
+/// Per node: its speaker's process id and its pass-time histogram's cumulative buckets
+/// (upper bound, count).
+type Buckets = Vec<(Option<u32>, Vec<(f64, u64)>)>;
+
+fn pass_buckets(lab: &SpeakerLan) -> Buckets {
+    lab.nodes
+        .iter()
+        .map(|(_, host, process)| {
+            let metrics = host.run("curl", &["-s", "http://127.0.0.1:9403/metrics"]);
+            let buckets = metrics
+                .lines()
+                .filter_map(|l| {
+                    let rest = l.strip_prefix("herald_speaker_pass_seconds_bucket{le=\"")?;
+                    let (le, count) = rest.split_once("\"} ")?;
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().ok()?
+                    };
+                    Some((le, count.trim().parse::<u64>().ok()?))
+                })
+                .collect();
+            (process.as_ref().map(|p| p.id()), buckets)
+        })
+        .collect()
 }
