@@ -36,8 +36,9 @@ if [[ ! -x "$bin" ]]; then
     -ldflags "$ldflags" -o "$tmp" . >&2
   mv -f "$tmp" "$bin"
   echo "build.sh: built $bin" >&2
-  # Older builds are 100+ MiB each and nothing uses them any more.
-  find "$(dirname "$out")" -maxdepth 1 -name 'apiserver-*' ! -path "$out" -exec rm -rf {} + 2>/dev/null || true
+  # Older builds are 100+ MiB each: keep the two built last (another clone or branch on this
+  # machine may use the other one), remove the rest.
+  ls -1dt "$(dirname "$out")"/apiserver-* 2>/dev/null | tail -n +3 | xargs -r rm -rf
 fi
 for tool in kubectl kube-proxy kubelet kube-controller-manager kube-scheduler; do
   if [[ ! -L "$out/$tool" ]]; then
