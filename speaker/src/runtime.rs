@@ -358,9 +358,11 @@ pub async fn run(
         }
     }));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_pass: Option<tokio::time::Instant> = None;
+    let mut pass_due: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let wake = tokio::select! {
             change = changes.next() => {
                 let Some(change) = change else { return Err(Error::WatchEnded("API")) };
                 speaker.apply(change);
@@ -376,29 +378,54 @@ pub async fn run(
                     *seeds = now;
                     changed
                 });
+                Wake::Soon
             }
             changed = alive.changed() => {
                 if changed.is_err() { return Err(Error::WatchEnded("gossip")); }
+                Wake::Now
             }
             changed = peer_links.changed() => {
                 if changed.is_err() { return Err(Error::WatchEnded("gossip")); }
+                Wake::Now
             }
             changed = snapshot.changed() => {
                 if changed.is_err() { return Err(Error::WatchEnded("link events")); }
                 speaker.interfaces = snapshot.borrow_and_update().clone();
+                Wake::Now
             }
-            Some(report) = reports.recv() => speaker.report(report),
+            Some(report) = reports.recv() => {
+                speaker.report(report);
+                while let Ok(report) = reports.try_recv() {
+                    speaker.report(report);
+                }
+                Wake::Soon
+            }
             Ok(()) = reachable.changed() => {
                 speaker.api_reachable = *reachable.borrow_and_update();
+                Wake::Now
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => Wake::Now,
+            () = async { tokio::time::sleep_until(pass_due.expect("guarded")).await }, if pass_due.is_some() => Wake::Now,
             _ = speaker.writer.next() => {
                 metrics.status_writes.inc();
+                Wake::Never
             }
-            Some(()) = speaker.publisher.next() => {}
+            Some(()) = speaker.publisher.next() => Wake::Never,
             () = &mut shutdown => break,
+        };
+        let now = tokio::time::Instant::now();
+        let gap_over = last_pass.is_none_or(|last| now >= last + MIN_PASS_GAP);
+        match wake {
+            Wake::Never => continue,
+            Wake::Soon if !gap_over => {
+                pass_due.get_or_insert(last_pass.expect("a pass ran") + MIN_PASS_GAP);
+                continue;
+            }
+            Wake::Soon | Wake::Now => {}
         }
         if speaker.watches.synced() {
+            last_pass = Some(now);
+            pass_due = None;
             let alive_now = alive.borrow().clone();
             let links_now = peer_links.borrow_and_update().clone();
             let wanted = speaker.converge(&alive_now, &links_now);
@@ -465,6 +492,23 @@ impl Watches {
 
 /// Watch events applied at most between two elections.
 const BURST: usize = 256;
+
+/// The least time between two passes that watch events or the responders' reports ask for. A
+/// failover moving a few hundred Services brings a condition write, a watch event and a report
+/// per Service; a pass each would keep this thread, which gossip shares, busy for seconds and
+/// make peers take this node for dead. Changes to who is alive, to this node's links or to the
+/// API server's reachability pass at once: failover never waits for this.
+const MIN_PASS_GAP: Duration = Duration::from_millis(50);
+
+/// What an event asks of the loop.
+enum Wake {
+    /// A pass now: who may answer may have changed.
+    Now,
+    /// A pass, but not closer than [`MIN_PASS_GAP`] to the last one.
+    Soon,
+    /// No pass: nothing a pass reads changed.
+    Never,
+}
 
 /// Condition writes in flight at once: a thousand at once would hold a thousand requests'
 /// buffers (the latest body per Service is all that is kept).
