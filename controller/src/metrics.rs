@@ -40,6 +40,7 @@ pub struct Metrics {
     pub allocation_failures: Family<Reason, Counter>,
     pub decision_seconds: Histogram,
     pub status_writes: Family<Outcome, Counter>,
+    pub status_write_seconds: Histogram,
     pub watch_errors: Family<Resource, Counter>,
     pub events_dropped: Counter,
     pub leader: Gauge,
@@ -54,6 +55,8 @@ impl Metrics {
             allocation_failures: Family::default(),
             decision_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
             status_writes: Family::default(),
+            // 1 ms to about 16 s.
+            status_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             watch_errors: Family::default(),
             events_dropped: Counter::default(),
             leader: Gauge::default(),
@@ -88,6 +91,11 @@ impl Metrics {
             "status_writes",
             "Status writes to Services and pools, by outcome",
             metrics.status_writes.clone(),
+        );
+        herald.register(
+            "status_write_seconds",
+            "Time one status write to the API server took, without the wait before a retry",
+            metrics.status_write_seconds.clone(),
         );
         herald.register(
             "watch_errors",

@@ -59,6 +59,7 @@ pub struct Metrics {
     pub elections: Counter,
     pub peers_alive: Gauge,
     pub conflicts: Counter,
+    pub takeovers: Counter,
     pub fenced: Gauge,
     pub status_writes: Counter,
     pub gossip_dropped: Family<DropReason, Counter>,
@@ -111,6 +112,11 @@ impl Metrics {
             "conflicts",
             "Addresses not announced because another host on the LAN uses them",
             metrics.conflicts.clone(),
+        );
+        r.register(
+            "takeovers",
+            "Addresses this node began answering for: newly allocated, or moved here from another node",
+            metrics.takeovers.clone(),
         );
         r.register(
             "fenced",
