@@ -61,6 +61,13 @@ impl Metrics {
             events_dropped: Counter::default(),
             leader: Gauge::default(),
         };
+        // An empty family is not exported at all: zero from the start, so that the first
+        // watch error shows as an increase.
+        for resource in ["services", "ipaddresspools", "namespaces"] {
+            drop(metrics.watch_errors.get_or_create(&Resource {
+                resource: resource.into(),
+            }));
+        }
         let herald = registry.sub_registry_with_prefix("herald");
         herald.register(
             "pool_addresses",
