@@ -40,6 +40,7 @@ pub struct Metrics {
     pub allocation_failures: Family<Reason, Counter>,
     pub decision_seconds: Histogram,
     pub status_writes: Family<Outcome, Counter>,
+    pub status_write_seconds: Histogram,
     pub watch_errors: Family<Resource, Counter>,
     pub events_dropped: Counter,
     pub leader: Gauge,
@@ -54,10 +55,19 @@ impl Metrics {
             allocation_failures: Family::default(),
             decision_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
             status_writes: Family::default(),
+            // 1 ms to about 16 s.
+            status_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             watch_errors: Family::default(),
             events_dropped: Counter::default(),
             leader: Gauge::default(),
         };
+        // An empty family is not exported at all: zero from the start, so that the first
+        // watch error shows as an increase.
+        for resource in ["services", "ipaddresspools", "namespaces"] {
+            drop(metrics.watch_errors.get_or_create(&Resource {
+                resource: resource.into(),
+            }));
+        }
         let herald = registry.sub_registry_with_prefix("herald");
         herald.register(
             "pool_addresses",
@@ -88,6 +98,11 @@ impl Metrics {
             "status_writes",
             "Status writes to Services and pools, by outcome",
             metrics.status_writes.clone(),
+        );
+        herald.register(
+            "status_write_seconds",
+            "Time one status write to the API server took, without the wait before a retry",
+            metrics.status_write_seconds.clone(),
         );
         herald.register(
             "watch_errors",

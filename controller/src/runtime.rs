@@ -207,7 +207,8 @@ pub async fn run(
                     }
                 }
             }
-            (_, outcome) = writer.next() => {
+            (_, outcome, took) = writer.next() => {
+                metrics.status_write_seconds.observe(took.as_secs_f64());
                 metrics
                     .status_writes
                     .get_or_create(&metrics::Outcome {

@@ -52,10 +52,12 @@ impl Outcome {
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// A finished write: its target, what it wrote, how long it waited first, how it went.
+/// A finished write: its target, what it wrote, how long it waited first, how long the API
+/// call took, how it went.
 type Finished<W> = (
     <W as StatusWrite>::Target,
     W,
+    Duration,
     Duration,
     Result<(), kube::Error>,
 );
@@ -87,9 +89,9 @@ impl<W: StatusWrite> Writer<W> {
         self.start();
     }
 
-    /// The next write to finish, and how it went; pending while none is in flight (so it
-    /// can sit in a `select!` loop).
-    pub async fn next(&mut self) -> (W::Target, Outcome) {
+    /// The next write to finish, how it went and how long its API call took; pending while
+    /// none is in flight (so it can sit in a `select!` loop).
+    pub async fn next(&mut self) -> (W::Target, Outcome, Duration) {
         let Some(finished) = self.running.next().await else {
             return std::future::pending().await;
         };
@@ -110,15 +112,19 @@ impl<W: StatusWrite> Writer<W> {
             let client = self.client.clone();
             self.running.push(Box::pin(async move {
                 tokio::time::sleep(delay).await;
+                let started = tokio::time::Instant::now();
                 let result = write.apply(client).await;
-                (target, write, delay, result)
+                (target, write, delay, started.elapsed(), result)
             }));
         }
     }
 
     /// Records a finished write; a failed one is retried with backoff (doubling from 500 ms up
     /// to 30 s) unless a newer state replaced it meanwhile.
-    fn finished(&mut self, (target, write, delay, result): Finished<W>) -> (W::Target, Outcome) {
+    fn finished(
+        &mut self,
+        (target, write, delay, took, result): Finished<W>,
+    ) -> (W::Target, Outcome, Duration) {
         self.in_flight.remove(&target);
         let outcome = match &result {
             Ok(()) => Outcome::Ok,
@@ -148,6 +154,6 @@ impl<W: StatusWrite> Writer<W> {
             self.latest.entry(target.clone()).or_insert((write, retry));
         }
         self.start();
-        (target, outcome)
+        (target, outcome, took)
     }
 }

@@ -77,6 +77,7 @@ pub struct Metrics {
     pub pass_seconds: PassSeconds,
     pub peers_alive: Gauge,
     pub conflicts: Counter,
+    pub takeovers: Counter,
     pub fenced: Gauge,
     pub status_writes: Counter,
     pub gossip_dropped: Family<DropReason, Counter>,
@@ -134,6 +135,11 @@ impl Metrics {
             "conflicts",
             "Addresses not announced because another host on the LAN uses them",
             metrics.conflicts.clone(),
+        );
+        r.register(
+            "takeovers",
+            "Addresses this node began answering for: newly allocated, or moved here from another node",
+            metrics.takeovers.clone(),
         );
         r.register(
             "fenced",

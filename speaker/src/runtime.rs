@@ -635,7 +635,9 @@ impl Speaker {
             }
             Report::Announcing { ip, interface } => {
                 info!(%ip, %interface, "announcing");
-                self.answering.insert(ip);
+                if self.answering.insert(ip) {
+                    self.metrics.takeovers.inc();
+                }
             }
             Report::SharedSegment {
                 interface,

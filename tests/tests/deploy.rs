@@ -5,7 +5,7 @@
 //! debug `herald-controller` and `herald-speaker` beside this test's binary, which
 //! `cargo test --workspace` builds (alone: `cargo build -p herald-controller -p herald-speaker`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -172,7 +172,7 @@ fn the_kustomize_base_is_the_chart_with_its_defaults() {
         "deploy/herald.yaml is not what the chart renders with its default values: run \
          scripts/render-deploy and commit the result"
     );
-    let crds = |dir: &str| -> BTreeMap<String, String> {
+    let files = |dir: &str| -> BTreeMap<String, String> {
         std::fs::read_dir(repo_root().join(dir))
             .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
             .map(|entry| {
@@ -182,17 +182,19 @@ fn the_kustomize_base_is_the_chart_with_its_defaults() {
                     .expect("a name")
                     .to_string_lossy()
                     .into_owned();
-                (
-                    name,
-                    std::fs::read_to_string(&path).expect("a readable CRD"),
-                )
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+                (name, text)
             })
             .collect()
     };
-    assert!(
-        crds("deploy/crds") == crds("deploy/helm/herald/crds"),
-        "the chart's crds/ differ from deploy/crds: run scripts/render-deploy and commit the result"
-    );
+    for copied in ["crds", "monitoring"] {
+        assert!(
+            files(&format!("deploy/{copied}")) == files(&format!("deploy/helm/herald/{copied}")),
+            "the chart's {copied}/ differ from deploy/{copied}: run scripts/render-deploy and \
+             commit the result"
+        );
+    }
 }
 
 /// The `--flag` defaults that `binary --help` shows.
@@ -294,12 +296,18 @@ fn pool_and_service(cluster: &TestCluster, addresses: &str, class: &str) -> Stri
     pool
 }
 
-/// Starts the controller as ServiceAccount herald-controller of `namespace`.
-fn start_controller(cluster: &TestCluster, namespace: &str, class: &str) -> herald_tests::Process {
+/// Starts the controller as ServiceAccount herald-controller of `namespace`; returns it and the
+/// port of its `/metrics`.
+fn start_controller(
+    cluster: &TestCluster,
+    namespace: &str,
+    class: &str,
+) -> (herald_tests::Process, u16) {
     let kubeconfig = install::service_account_kubeconfig(cluster.server(), namespace, CONTROLLER);
+    let metrics = free_port();
     let args: Vec<String> = [
         "--metrics-bind-address",
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{metrics}"),
         "--health-bind-address",
         &format!("127.0.0.1:{}", free_port()),
         "--lease-namespace",
@@ -314,12 +322,13 @@ fn start_controller(cluster: &TestCluster, namespace: &str, class: &str) -> hera
     .iter()
     .map(|s| s.to_string())
     .collect();
-    install::run_as(
+    let controller = install::run_as(
         cluster.server(),
         &workspace_binary("herald-controller"),
         &kubeconfig,
         &args,
-    )
+    );
+    (controller, metrics)
 }
 
 async fn ingress_ip(cluster: &TestCluster) -> Option<String> {
@@ -335,7 +344,7 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
     let cluster = test_cluster("rbac").await;
     install::install_rbac(cluster.server(), NAMESPACE);
     let class = "herald.dev/rbac";
-    let mut controller = start_controller(&cluster, NAMESPACE, class);
+    let (mut controller, _) = start_controller(&cluster, NAMESPACE, class);
     let pool = pool_and_service(&cluster, "192.0.2.16/28", class);
 
     let ip = eventually(WAIT, "an address for the Service", || ingress_ip(&cluster)).await;
@@ -383,7 +392,11 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
     // The speaker, as its ServiceAccount, with that key. The Service has no endpoint and no
     // L2Advertisement exists, so it opens no raw socket: it says so on the Service, which
     // needs its watches, the status write and its heartbeat Lease.
-    let (mut speaker, node, _) = start_speaker(&cluster, NAMESPACE, &primary.0);
+    let StartedSpeaker {
+        process: mut speaker,
+        node,
+        ..
+    } = start_speaker(&cluster, NAMESPACE, &primary.0);
     let services = Api::<Service>::namespaced(cluster.client(), cluster.namespace());
     eventually(WAIT, "the speaker's Announced condition", || async {
         let status = services.get("web").await.ok()?.status?;
@@ -452,14 +465,18 @@ async fn controller_and_speaker_work_with_only_their_service_accounts_permission
     );
 }
 
+/// A speaker a test started: the process, its Node, and where it serves.
+struct StartedSpeaker {
+    process: herald_tests::Process,
+    node: String,
+    health: u16,
+    metrics: u16,
+    gossip: u16,
+}
+
 /// The speaker as ServiceAccount `herald-speaker` of `namespace`, on a new Node whose
-/// InternalIP is loopback (where it gossips), with `key` as its gossip key; returns it, its
-/// Node and its health port.
-fn start_speaker(
-    cluster: &TestCluster,
-    namespace: &str,
-    key: &[u8],
-) -> (herald_tests::Process, String, u16) {
+/// InternalIP is loopback (where it gossips), with `key` as its gossip key.
+fn start_speaker(cluster: &TestCluster, namespace: &str, key: &[u8]) -> StartedSpeaker {
     let node = cluster.unique_name("node");
     let key_dir = cluster
         .server()
@@ -481,15 +498,17 @@ fn start_speaker(
     ]);
     let kubeconfig = install::service_account_kubeconfig(cluster.server(), namespace, SPEAKER);
     let health = free_port();
+    let metrics = free_port();
+    let gossip = free_port();
     let args: Vec<String> = [
         "--node-name",
         &node,
         "--namespace",
         namespace,
         "--gossip-bind-address",
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{gossip}"),
         "--metrics-bind-address",
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{metrics}"),
         "--health-bind-address",
         &format!("127.0.0.1:{health}"),
         "--gossip-key-dir",
@@ -498,24 +517,27 @@ fn start_speaker(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let speaker = install::run_as(
+    let process = install::run_as(
         cluster.server(),
         &workspace_binary("herald-speaker"),
         &kubeconfig,
         &args,
     );
-    (speaker, node, health)
+    StartedSpeaker {
+        process,
+        node,
+        health,
+        metrics,
+        gossip,
+    }
 }
 
-/// Roles of their own for a test: `deploy/`'s RBAC objects moved to a new namespace, without
-/// the rules of role `role` on `resource`.
-fn rbac_without(cluster: &TestCluster, role: &str, resource: &str) -> String {
+/// Roles of their own for a test: `deploy/`'s RBAC objects moved to a new namespace, changed
+/// by `edit` (given the objects and the namespace); returns the namespace.
+fn own_rbac(cluster: &TestCluster, edit: impl FnOnce(&mut Vec<Value>, &str)) -> String {
     let namespace = cluster.unique_name("herald");
     let mut objects = install::rbac_objects(&namespace);
-    let rules = install::rules_mut(&mut objects, "ClusterRole", &format!("{role}-{namespace}"));
-    let before = rules.len();
-    rules.retain(|r| r["resources"] != json!([resource]));
-    assert_eq!(rules.len(), before - 1, "no {resource} rule to remove");
+    edit(&mut objects, &namespace);
     objects.insert(
         0,
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
@@ -524,11 +546,25 @@ fn rbac_without(cluster: &TestCluster, role: &str, resource: &str) -> String {
     namespace
 }
 
+/// [`own_rbac`] without the rules of role `role` on `resource`.
+fn rbac_without(cluster: &TestCluster, role: &str, resource: &str) -> String {
+    own_rbac(cluster, |objects, namespace| {
+        let rules = install::rules_mut(objects, "ClusterRole", &format!("{role}-{namespace}"));
+        let before = rules.len();
+        rules.retain(|r| r["resources"] != json!([resource]));
+        assert_eq!(rules.len(), before - 1, "no {resource} rule to remove");
+    })
+}
+
 #[tokio::test]
 async fn a_speaker_missing_a_permission_says_which_and_is_not_ready() {
     let cluster = test_cluster("rbac-speaker").await;
     let namespace = rbac_without(&cluster, SPEAKER, "endpointslices");
-    let (speaker, _, health) = start_speaker(&cluster, &namespace, &gossip_key::random_key());
+    let StartedSpeaker {
+        process: speaker,
+        health,
+        ..
+    } = start_speaker(&cluster, &namespace, &gossip_key::random_key());
     let wanted = "not allowed to list and watch endpointslices";
     eventually(
         WAIT,
@@ -556,7 +592,7 @@ async fn a_controller_missing_a_permission_says_which() {
     let namespace = rbac_without(&cluster, CONTROLLER, "services/status");
 
     let class = "herald.dev/rbac-missing";
-    let controller = start_controller(&cluster, &namespace, class);
+    let (controller, _) = start_controller(&cluster, &namespace, class);
     pool_and_service(&cluster, "192.0.2.32/28", class);
 
     // What is missing, in the API server's words, and what to do about it.
@@ -575,4 +611,323 @@ async fn a_controller_missing_a_permission_says_which() {
     )
     .await;
     assert_eq!(ingress_ip(&cluster).await, None);
+}
+
+/// The body of `http://127.0.0.1:{port}/metrics` once it holds a sample of each of `families`.
+async fn scrape(port: u16, process: &herald_tests::Process, families: &[&str]) -> String {
+    let what = format!("/metrics with samples of {families:?}");
+    let body = eventually(WAIT, &what, || async {
+        let output = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+            .output()
+            .ok()?;
+        let body = String::from_utf8(output.stdout).expect("/metrics is UTF-8");
+        let has = |family: &&str| body.lines().any(|l| l.starts_with(&format!("{family}{{")));
+        (output.status.success() && families.iter().all(has)).then_some(body)
+    })
+    .await;
+    assert!(!body.is_empty(), "{}", process.log_tail(40));
+    body
+}
+
+/// The sample names Prometheus stores from an OpenMetrics text: each family of a `# TYPE` line
+/// with the suffixes its type gives its samples. A family without samples (a labelled one no
+/// label set was created in) has no `# TYPE` line either.
+fn exported_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (family, kind) = rest.split_once(' ').expect("# TYPE name type");
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            "info" => &["_info"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|suffix| format!("{family}{suffix}")));
+    }
+    // Every sample printed is one of those names: the derivation above is the encoder's.
+    for sample in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = sample.split(['{', ' ']).next().expect("a sample's name");
+        assert!(names.contains(name), "sample {name} has no # TYPE family");
+    }
+    names
+}
+
+/// Index just past the `close` that ends the bracket opened before `start`, skipping quoted
+/// strings (a label value such as `"$pool"` may hold anything).
+fn past_closing(chars: &[char], mut i: usize, close: char) -> usize {
+    while i < chars.len() {
+        match chars[i] {
+            c if c == close => return i + 1,
+            quote @ ('"' | '\'' | '`') => i = past_string(chars, i + 1, quote),
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+fn past_string(chars: &[char], mut i: usize, quote: char) -> usize {
+    while i < chars.len() && chars[i] != quote {
+        i += if chars[i] == '\\' { 2 } else { 1 };
+    }
+    i + 1
+}
+
+/// The metric names a PromQL expression selects: the identifiers outside strings, label
+/// matchers `{..}`, ranges `[..]` and label lists (`by (..)`, `on (..)`, ..) that are neither a
+/// function (followed by `(`) nor an operator keyword.
+fn promql_metric_names(expr: &str) -> BTreeSet<String> {
+    const LABEL_LISTS: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    const KEYWORDS: [&str; 20] = [
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "atan2",
+        // Aggregations, which may take `by (..)` before their `(`.
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let identifier = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            quote @ ('"' | '\'' | '`') => i = past_string(&chars, i + 1, quote),
+            '{' => i = past_closing(&chars, i + 1, '}'),
+            '[' => i = past_closing(&chars, i + 1, ']'),
+            // Numbers and durations (0.9, 5m, 1e3), and Grafana's $variables.
+            c if c.is_ascii_digit() || c == '$' => {
+                i += 1;
+                while i < chars.len() && (identifier(chars[i]) || chars[i] == '.') {
+                    i += 1;
+                }
+            }
+            c if identifier(c) => {
+                let start = i;
+                while i < chars.len() && identifier(chars[i]) {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                let next = chars[i..].iter().find(|c| !c.is_whitespace());
+                if LABEL_LISTS.contains(&word.as_str()) {
+                    if next == Some(&'(') {
+                        let open = i + chars[i..].iter().position(|&c| c == '(').expect("found");
+                        i = past_closing(&chars, open + 1, ')');
+                    }
+                } else if next != Some(&'(') && !KEYWORDS.contains(&word.to_lowercase().as_str()) {
+                    names.insert(word);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
+
+#[test]
+fn promql_metric_names_finds_the_selected_metrics_only() {
+    let names = promql_metric_names(
+        r#"histogram_quantile(0.99, sum by (le) (rate(a_bucket{pool=~"$pool", x="}"}[$__rate_interval])))
+           / on (pool) group_left () max without (family) (b > 0) or vector(0) and c offset 5m"#,
+    );
+    assert_eq!(
+        names,
+        BTreeSet::from(["a_bucket", "b", "c"].map(String::from))
+    );
+}
+
+/// Every PromQL expression of the dashboard (panel targets and the variables'
+/// `label_values(metric, label)`) with where it is, for messages.
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
+    fn panels(list: &Value, queries: &mut Vec<(String, String)>) {
+        for panel in list.as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or_default();
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    queries.push((format!("panel {title:?}"), expr.to_owned()));
+                }
+            }
+            panels(&panel["panels"], queries);
+        }
+    }
+    let mut queries = Vec::new();
+    panels(&dashboard["panels"], &mut queries);
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(query) = variable["query"]["query"].as_str() else {
+            continue;
+        };
+        let metric = query
+            .strip_prefix("label_values(")
+            .and_then(|args| args.split([',', ')']).next())
+            .unwrap_or_else(|| panic!("variable query {query:?} is not label_values(..)"));
+        queries.push((format!("variable {}", variable["name"]), metric.to_owned()));
+    }
+    queries
+}
+
+fn rule_queries(rule: &Value) -> Vec<(String, String)> {
+    rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+        .map(|rule| {
+            let name = rule["alert"].as_str().or(rule["record"].as_str());
+            let expr = rule["expr"].as_str().expect("every rule has an expr");
+            (
+                format!("rule {}", name.unwrap_or_default()),
+                expr.to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn monitoring_file(name: &str) -> String {
+    let path = repo_root().join("deploy/monitoring").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The dashboard and the alerts query only metrics that the real controller and speaker serve
+/// on `/metrics`: a renamed or removed metric fails here, not silently in Grafana.
+#[tokio::test]
+async fn the_dashboard_and_the_alerts_query_metrics_the_binaries_export() {
+    let cluster = test_cluster("monitoring").await;
+    let namespace = own_rbac(&cluster, |_, _| {});
+    let class = "herald.dev/monitoring";
+    let (controller, controller_metrics) = start_controller(&cluster, &namespace, class);
+    let speaker = start_speaker(&cluster, &namespace, &gossip_key::random_key());
+    // Labelled families export nothing until a label set exists: a pool with one address for
+    // two Services gives the pool, allocation and failure families samples, and a datagram
+    // that is no gossip the speaker's drop counter.
+    pool_and_service(&cluster, "192.0.2.48/32", class);
+    install::apply(
+        cluster.server(),
+        &[json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web-2", "namespace": cluster.namespace()},
+            "spec": {
+                "type": "LoadBalancer",
+                "loadBalancerClass": class,
+                "ports": [{"port": 80, "protocol": "TCP"}],
+            },
+        })],
+    );
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.send_to(b"not gossip", ("127.0.0.1", speaker.gossip)))
+        .expect("sending to the speaker's gossip port");
+    let controller_families = [
+        "herald_pool_addresses",
+        "herald_pool_addresses_in_use",
+        "herald_allocations_total",
+        "herald_allocation_failures_total",
+        "herald_status_writes_total",
+    ];
+    let mut exported =
+        exported_names(&scrape(controller_metrics, &controller, &controller_families).await);
+    exported.extend(exported_names(
+        &scrape(
+            speaker.metrics,
+            &speaker.process,
+            &["herald_speaker_gossip_packets_dropped_total"],
+        )
+        .await,
+    ));
+
+    let dashboard: Value =
+        serde_json::from_str(&monitoring_file("herald-dashboard.json")).expect("dashboard JSON");
+    let rule: Value = serde_yaml::from_str(&monitoring_file("herald-prometheusrule.yaml"))
+        .expect("PrometheusRule YAML");
+    let queries: Vec<(String, String)> = dashboard_queries(&dashboard)
+        .into_iter()
+        .chain(rule_queries(&rule))
+        .collect();
+    assert!(queries.len() > 20, "only {} queries found", queries.len());
+    for (place, expr) in &queries {
+        let names = promql_metric_names(expr);
+        assert!(!names.is_empty(), "{place} queries no metric: {expr}");
+        let unknown: Vec<&String> = names.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "{place} queries {unknown:?}, which neither binary exports: {expr}\nexported: {exported:?}"
+        );
+    }
+}
+
+/// The chart's monitoring values render the dashboard ConfigMap the Grafana sidecar loads and
+/// the PrometheusRule, with exactly deploy/monitoring's content.
+#[test]
+fn the_chart_renders_the_dashboard_and_the_alerts_when_enabled() {
+    let rendered = helm_template(&[
+        "--set",
+        "monitoring.dashboard.enabled=true,monitoring.prometheusRule.enabled=true",
+        "--set",
+        "monitoring.prometheusRule.labels.release=kube-prometheus-stack",
+    ]);
+    let objects = install::parse_documents(&rendered).expect("the chart renders YAML");
+    let find = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+    };
+
+    let dashboard = find("ConfigMap", "herald-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json = dashboard["data"]["herald-dashboard.json"]
+        .as_str()
+        .expect("the dashboard in the ConfigMap");
+    let json: Value = serde_json::from_str(json).expect("the ConfigMap holds JSON");
+    let committed: Value =
+        serde_json::from_str(&monitoring_file("herald-dashboard.json")).expect("dashboard JSON");
+    assert_eq!(json, committed);
+
+    let rule = find("PrometheusRule", "herald");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let committed: Value = serde_yaml::from_str(&monitoring_file("herald-prometheusrule.yaml"))
+        .expect("PrometheusRule YAML");
+    assert_eq!(rule["spec"], committed["spec"]);
+
+    let defaults = helm_template(&[]);
+    assert!(
+        !defaults.contains("kind: PrometheusRule") && !defaults.contains("herald-dashboard"),
+        "monitoring objects render with the default values"
+    );
 }
