@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use herald_core::allocation::ServiceKey;
 use herald_core::election::{Links, Outcome, elect};
 use herald_core::fencing::{self, ApiView, Silence, Verdict};
+use herald_crds::announced::Answering;
 use herald_crds::{EventReason, reasons};
 
 use crate::link::interfaces::{self, Interface};
@@ -256,44 +257,37 @@ impl Announcer {
 }
 
 /// The Announced message: which node answers for which addresses, on which interfaces, and
-/// why that node. It names the addresses, so that a speaker taking a Service over can tell an
-/// address the cluster announced before (no probe: the failover must not wait) from a new one.
+/// why that node ([`Answering`], the format tools read too). It names the addresses, so that a
+/// speaker taking a Service over can tell an address the cluster announced before (no probe:
+/// the failover must not wait) from a new one.
 fn announced_message(
     node: &str,
     ips: &[IpAddr],
     interfaces: &BTreeMap<IpAddr, Vec<&Interface>>,
     local: bool,
 ) -> String {
-    let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
     let names: BTreeSet<&str> = interfaces
         .values()
         .flatten()
         .map(|i| i.name.as_str())
         .collect();
-    let names: Vec<&str> = names.into_iter().collect();
     let why = if local {
         "the first choice for its addresses among the live nodes with a ready endpoint \
          (externalTrafficPolicy Local) that may announce them"
     } else {
         "the first choice for its addresses among the live nodes that may announce them"
     };
-    format!(
-        "node {node} answers for {} on {}: {why}",
-        ips.join(", "),
-        names.join(", ")
-    )
+    Answering {
+        node: node.to_owned(),
+        ips: ips.to_vec(),
+        interfaces: names.into_iter().map(str::to_owned).collect(),
+    }
+    .message(why)
 }
 
 /// Whether an Announced message names `ip` among the addresses answered for.
 fn names_address(message: &str, ip: IpAddr) -> bool {
-    let Some((_, rest)) = message.split_once(" answers for ") else {
-        return false;
-    };
-    let Some((addresses, _)) = rest.split_once(" on ") else {
-        return false;
-    };
-    let ip = ip.to_string();
-    addresses.split(", ").any(|a| a == ip)
+    Answering::parse(message).is_some_and(|answering| answering.ips.contains(&ip))
 }
 
 #[cfg(test)]

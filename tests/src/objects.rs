@@ -105,7 +105,8 @@ pub fn announcing_node<'a>(
     message: &str,
     mut nodes: impl Iterator<Item = &'a str>,
 ) -> Option<usize> {
-    nodes.position(|name| message.starts_with(&format!("node {name} answers for ")))
+    let answering = herald_crds::announced::Answering::parse(message)?;
+    nodes.position(|name| name == answering.node)
 }
 
 /// Waits up to `timeout` for the Service's `herald.dev/Announced` condition to have `reason`,
