@@ -332,7 +332,7 @@ async fn under_load(lab: &mut SpeakerLan, big: &str, trials: usize) {
     let mut gaps = Vec::new();
     for _ in 0..trials {
         gaps.push(trial(lab, Failure::Kill).await);
-        wait_for_announced(lab, 1051, "the 1,000 Services back after a failover").await;
+        wait_for_announced(lab, 1026, "the 1,000 Services back after a failover").await;
     }
     if trials == 0 {
         tokio::time::sleep(Duration::from_secs(10)).await;
