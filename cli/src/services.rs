@@ -63,15 +63,7 @@ pub fn views(services: &[Service], pools: &[IPAddressPool]) -> Vec<ServiceView> 
 }
 
 fn view(service: &Service, pools: &[(String, PoolAddresses)]) -> ServiceView {
-    let addresses: Vec<IpAddr> = service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
-        .collect();
+    let addresses = herald_controller::service::status_addresses(service);
     let allocated = condition(service, conditions::ALLOCATED);
     // The pool the controller names; else (no condition yet, or written by another tool) the
     // first pool holding the address.

@@ -3,33 +3,25 @@
 //! under `externalTrafficPolicy: Local` without endpoints. The speakers' `Announced`
 //! conditions are written as a speaker writes them (its field manager, its message format).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use herald_crds::announced::Answering;
 use herald_crds::{conditions, field_managers, reasons};
-use herald_tests::{TestCluster, eventually, free_port, test_cluster};
+use herald_tests::{TestCluster, eventually, test_cluster};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
+use support::rows;
+
+mod support;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn kubectl_herald(cluster: &TestCluster, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-herald"))
-        .arg("--kubeconfig")
-        .arg(cluster.server().kubeconfig_path())
-        .args(args)
-        .output()
-        .expect("running kubectl-herald");
-    assert!(
-        output.status.success(),
-        "kubectl herald {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let run = support::kubectl_herald(cluster, args);
+    assert!(run.success, "kubectl herald {args:?}: {}", run.stderr);
+    run.stdout
 }
 
 async fn pool(cluster: &TestCluster, name: &str, spec: Value) {
@@ -97,20 +89,6 @@ async fn announced(cluster: &TestCluster, name: &str, status: bool, reason: &str
         .unwrap();
 }
 
-/// The table's rows as cells (columns are two or more spaces apart), header first.
-fn rows(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|line| {
-            line.split("  ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn services_and_pools_show_every_state_field_by_field() {
     let cluster = test_cluster("commands").await;
@@ -129,22 +107,7 @@ async fn services_and_pools_show_every_state_field_by_field() {
         json!({"addresses": ["192.0.2.3/32"], "autoAssign": false}),
     )
     .await;
-    let controller =
-        Path::new(env!("CARGO_BIN_EXE_kubectl-herald")).with_file_name("herald-controller");
-    assert!(
-        controller.exists(),
-        "build it first: cargo build -p herald-controller"
-    );
-    let _controller = cluster.server().run(
-        &controller,
-        &[
-            "--leader-elect=false".into(),
-            "--metrics-bind-address".into(),
-            format!("127.0.0.1:{}", free_port()),
-            "--health-bind-address".into(),
-            format!("127.0.0.1:{}", free_port()),
-        ],
-    );
+    let _controller = support::start_controller(&cluster);
     // Four addresses: web, a shared one for dns, local, then extra; late finds none.
     service(
         &cluster,

@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use herald_tests::{TestCluster, eventually, free_port, test_cluster};
+use herald_tests::{TestCluster, eventually, test_cluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
+use support::{kubectl_herald, row_of};
+
+mod support;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -77,26 +80,6 @@ async fn service(
     )
     .await
     .unwrap();
-}
-
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn kubectl_herald(cluster: &TestCluster, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-herald"))
-        .arg("--kubeconfig")
-        .arg(cluster.server().kubeconfig_path())
-        .args(args)
-        .output()
-        .expect("running kubectl-herald");
-    Run {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -330,22 +313,7 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
     );
 
     // The round trip: Herald's controller keeps every address MetalLB gave.
-    let controller =
-        Path::new(env!("CARGO_BIN_EXE_kubectl-herald")).with_file_name("herald-controller");
-    assert!(
-        controller.exists(),
-        "build it first: cargo build -p herald-controller"
-    );
-    let _controller = cluster.server().run(
-        &controller,
-        &[
-            "--leader-elect=false".into(),
-            "--metrics-bind-address".into(),
-            format!("127.0.0.1:{}", free_port()),
-            "--health-bind-address".into(),
-            format!("127.0.0.1:{}", free_port()),
-        ],
-    );
+    let _controller = support::start_controller(&cluster);
     for (name, ip) in [
         ("web", "192.0.2.9"),
         ("dns-udp", "192.0.2.5"),
@@ -364,17 +332,4 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
             "{name}: {message}"
         );
     }
-}
-
-/// The columns of the table's row for `source` (columns are two or more spaces apart).
-fn row_of(table: &str, source: &str) -> Vec<String> {
-    let line = table
-        .lines()
-        .find(|l| l.starts_with(&format!("{source} ")))
-        .unwrap_or_else(|| panic!("no row for {source} in\n{table}"));
-    line.split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
