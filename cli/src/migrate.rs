@@ -13,11 +13,13 @@ use std::net::IpAddr;
 
 use herald_controller::index::Index;
 use herald_controller::service;
+use herald_controller::status::join;
 use herald_core::addresses::PoolAddresses;
 use herald_core::allocation::ServiceKey;
 use herald_core::selector::Labels;
 use herald_crds::{
     IPAddressPool, IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec, ServiceAllocation,
+    service_status,
 };
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -493,7 +495,7 @@ fn addresses(migration: &Migration, cluster: &Cluster) -> (Vec<Row>, Vec<Refusal
     let mut refusals = Vec::new();
     for object in &cluster.services {
         let key = service::key(object);
-        let shown = service::status_addresses(object);
+        let shown = service_status::addresses(object);
         if shown.is_empty() {
             continue;
         }
@@ -529,11 +531,11 @@ fn addresses(migration: &Migration, cluster: &Cluster) -> (Vec<Row>, Vec<Refusal
                 outcome: Outcome::Warning,
                 note: format!(
                     "shows {} but Herald would give it {}: check its pool and annotations",
-                    list(&shown),
+                    join(&shown),
                     if kept.is_empty() {
                         "none".to_owned()
                     } else {
-                        list(&kept)
+                        join(&kept)
                     }
                 ),
             });
@@ -554,13 +556,6 @@ fn not_ours_because(service: &Service, class: Option<&str>) -> String {
         ),
         (kind, _) => format!("its type is {}", kind.unwrap_or("ClusterIP")),
     }
-}
-
-fn list(ips: &[IpAddr]) -> String {
-    ips.iter()
-        .map(|ip| ip.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

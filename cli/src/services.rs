@@ -7,9 +7,8 @@ use std::net::IpAddr;
 use herald_core::addresses::PoolAddresses;
 use herald_crds::allocated::FromPool;
 use herald_crds::announced::Answering;
-use herald_crds::{IPAddressPool, conditions, reasons};
+use herald_crds::{IPAddressPool, conditions, reasons, service_status};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -63,8 +62,8 @@ pub fn views(services: &[Service], pools: &[IPAddressPool]) -> Vec<ServiceView> 
 }
 
 fn view(service: &Service, pools: &[(String, PoolAddresses)]) -> ServiceView {
-    let addresses = herald_controller::service::status_addresses(service);
-    let allocated = condition(service, conditions::ALLOCATED);
+    let addresses = service_status::addresses(service);
+    let allocated = service_status::condition(service, conditions::ALLOCATED);
     // The pool the controller names; else (no condition yet, or written by another tool) the
     // first pool holding the address.
     let pool = allocated
@@ -78,7 +77,7 @@ fn view(service: &Service, pools: &[(String, PoolAddresses)]) -> ServiceView {
                 .find(|(_, addresses)| addresses.contains(*ip))
                 .map(|(name, _)| name.clone())
         });
-    let announced = condition(service, conditions::ANNOUNCED);
+    let announced = service_status::condition(service, conditions::ANNOUNCED);
     let answering = announced
         .filter(|c| c.status == "True")
         .and_then(|c| Answering::parse(&c.message));
@@ -106,16 +105,6 @@ fn view(service: &Service, pools: &[(String, PoolAddresses)]) -> ServiceView {
         state,
         message,
     }
-}
-
-fn condition<'a>(service: &'a Service, type_: &str) -> Option<&'a Condition> {
-    service
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
 }
 
 /// The table; `wide` adds the condition's message.

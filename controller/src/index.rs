@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use herald_core::allocation::{Allocator, Assignment, Pool, ServiceKey};
 use herald_core::selector::Labels;
-use herald_crds::{IPAddressPool, reasons};
+use herald_crds::{IPAddressPool, reasons, service_status};
 use herald_runtime::watches::{Index as WatchIndex, ObjectKey};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::Service as KubeService;
@@ -99,7 +99,7 @@ impl Index {
             resource_version: object.metadata.resource_version.clone(),
             created: object.metadata.creation_timestamp.clone(),
             request: ours.then(|| service::request(object, &namespace_labels)),
-            observed_ips: service::status_addresses(object),
+            observed_ips: service_status::addresses(object),
             reported: previous
                 .and_then(|p| p.reported)
                 .or_else(|| observed_condition.clone()),

@@ -9,7 +9,7 @@ use herald_core::allocation::{Backend, FamilyPolicy, Protocol, Service, ServiceK
 use herald_core::selector::Labels;
 use herald_core::text::quote;
 use herald_crds::annotations::{ADDRESS_POOL, ALLOW_SHARED_IP, LOAD_BALANCER_IPS, PREFIXES};
-use herald_crds::reasons;
+use herald_crds::{reasons, service_status};
 use k8s_openapi::api::core::v1::Service as KubeService;
 
 /// Why a Service's request cannot be read; the message names the field and the value.
@@ -70,19 +70,6 @@ pub fn key(service: &KubeService) -> ServiceKey {
         service.metadata.namespace.clone().unwrap_or_default(),
         service.metadata.name.clone().unwrap_or_default(),
     )
-}
-
-/// The addresses in the Service's status, which it keeps while they stay valid.
-pub fn status_addresses(service: &KubeService) -> Vec<IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
-        .collect()
 }
 
 /// Reads what the Service asks of allocation. A malformed part is left out of the request
@@ -159,7 +146,7 @@ pub fn request(
         requested,
         pool,
         sharing,
-        current: status_addresses(service),
+        current: service_status::addresses(service),
     };
     (request, errors.into_iter().next())
 }

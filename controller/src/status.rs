@@ -14,7 +14,9 @@ use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
 use herald_crds::allocated::FromPool;
-use herald_crds::{EventReason, IPAddressPoolStatus, conditions, field_managers, reasons};
+use herald_crds::{
+    EventReason, IPAddressPoolStatus, conditions, field_managers, reasons, service_status,
+};
 
 /// The controller's field manager for server-side apply.
 pub const FIELD_MANAGER: &str = field_managers::CONTROLLER;
@@ -104,14 +106,7 @@ impl Condition {
 
 /// The `herald.dev/Allocated` condition the Service shows.
 pub fn allocated_condition(service: &KubeService) -> Option<Condition> {
-    service
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == conditions::ALLOCATED)
-        .map(Condition::from_kube)
+    service_status::condition(service, conditions::ALLOCATED).map(Condition::from_kube)
 }
 
 /// The part of a Service's status the controller owns.

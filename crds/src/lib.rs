@@ -4,6 +4,7 @@ mod cel;
 pub mod l2advertisement;
 pub mod pool;
 mod selector;
+pub mod service_status;
 mod vocabulary;
 
 use kube::CustomResourceExt;

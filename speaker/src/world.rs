@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use std::convert::Infallible;
 
 use herald_crds::conditions::{ALLOCATED, ANNOUNCED};
+use herald_crds::service_status;
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// What an EndpointSlice says: the nodes with a ready endpoint (sorted, each once), and
@@ -181,19 +182,9 @@ impl World {
     /// Keeps a Service while it shows addresses that Herald allocated.
     pub fn apply_service(&mut self, service: &Service) {
         let key = key(service);
-        let status = service.status.as_ref();
-        let allocated = status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == ALLOCATED && c.status == "True");
-        let ips: Vec<IpAddr> = status
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.as_deref()?.parse().ok())
-            .collect();
+        let allocated =
+            service_status::condition(service, ALLOCATED).is_some_and(|c| c.status == "True");
+        let ips = service_status::addresses(service);
         let is_load_balancer =
             service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
         if allocated && is_load_balancer && !ips.is_empty() {
@@ -202,12 +193,7 @@ impl World {
                 .as_ref()
                 .and_then(|s| s.external_traffic_policy.as_deref())
                 == Some("Local");
-            let announced = status
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .find(|c| c.type_ == ANNOUNCED)
-                .cloned();
+            let announced = service_status::condition(service, ANNOUNCED).cloned();
             let facts = ServiceFacts {
                 uid: service.metadata.uid.clone().unwrap_or_default(),
                 ips,

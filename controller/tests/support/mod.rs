@@ -136,7 +136,7 @@ pub fn services(cluster: &TestCluster) -> Api<Service> {
 }
 
 pub fn ingress(service: &Service) -> Vec<IpAddr> {
-    herald_controller::service::status_addresses(service)
+    herald_crds::service_status::addresses(service)
 }
 
 pub fn allocated(service: &Service) -> Option<Condition> {
