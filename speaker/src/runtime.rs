@@ -391,6 +391,8 @@ pub async fn run(
             changed = snapshot.changed() => {
                 if changed.is_err() { return Err(Error::WatchEnded("link events")); }
                 speaker.interfaces = snapshot.borrow_and_update().clone();
+                // Pairs of an interface that went or changed its MAC are forgotten.
+                speaker.segments.retain_present(&speaker.interfaces);
                 Wake::Now
             }
             Some(report) = reports.recv() => {
@@ -696,7 +698,6 @@ impl Speaker {
             .iter()
             .map(|(ip, (conflict, _))| (*ip, conflict.clone()))
             .collect();
-        self.segments.retain_present(&self.interfaces);
         let plan = self.announcer.plan(&Pass {
             world: &self.world,
             alive,
