@@ -13,7 +13,7 @@ use herald_crds::announced::Answering;
 use herald_crds::{EventReason, reasons};
 
 use crate::link::interfaces::{self, Interface};
-use crate::link::responder::Wanted;
+use crate::link::responder::{Answer, Wanted};
 use crate::link::segments::Segments;
 use crate::world::World;
 
@@ -41,8 +41,8 @@ pub struct Pass<'a> {
     pub links: &'a BTreeMap<String, Links>,
     /// Addresses other hosts answered for, recently.
     pub conflicts: &'a BTreeMap<IpAddr, Conflict>,
-    /// Addresses the responders answer for now (probed, announced).
-    pub answering: &'a BTreeSet<IpAddr>,
+    /// Addresses the responders answer for now (probed, announced), and on which interfaces.
+    pub answering: &'a BTreeMap<IpAddr, BTreeSet<String>>,
 }
 
 /// The Announced condition as the speaker writes it.
@@ -103,7 +103,7 @@ impl Announcer {
     }
 
     pub fn plan(&mut self, pass: &Pass) -> Plan {
-        self.announced_before.extend(pass.answering.iter().copied());
+        self.announced_before.extend(pass.answering.keys().copied());
         let mut links = pass.links.clone();
         links.insert(
             self.me.clone(),
@@ -186,18 +186,23 @@ impl Announcer {
             for (ip, ifaces) in per_address {
                 // Probe an address unless this node answered for it before, or the Service
                 // shows that a node of the cluster did (a failover must not wait).
-                let probe = !self.announced_before.contains(ip)
-                    && !shown.is_some_and(|m| names_address(m, *ip));
+                let answer = if !self.announced_before.contains(ip)
+                    && !shown.is_some_and(|m| names_address(m, *ip))
+                {
+                    Answer::AfterProbe
+                } else {
+                    Answer::AtOnce
+                };
                 for interface in ifaces {
                     wanted
                         .entry(interface.name.clone())
                         .or_default()
-                        .insert(*ip, probe);
+                        .insert(*ip, answer);
                     plan.announced += 1;
                 }
             }
             // Say so once the responders answer (after the probe, for a new address).
-            if facts.ips.iter().all(|ip| pass.answering.contains(ip)) {
+            if facts.ips.iter().all(|ip| pass.answering.contains_key(ip)) {
                 let condition = Announced {
                     status: true,
                     reason: reasons::ANNOUNCED,
@@ -216,6 +221,25 @@ impl Announcer {
         }
         self.announcing
             .retain(|key| mine.iter().any(|(k, _)| *k == key));
+        // Addresses answered here that another node won: answered until it announces them, so
+        // that a request meets neither two answers nor none.
+        for outcome in outcomes.values() {
+            let Outcome::Announced { node, interfaces } = outcome else {
+                continue;
+            };
+            if *node == self.me {
+                continue;
+            }
+            for ip in interfaces.keys() {
+                for interface in pass.answering.get(ip).into_iter().flatten() {
+                    wanted
+                        .entry(interface.clone())
+                        .or_default()
+                        .entry(*ip)
+                        .or_insert(Answer::UntilTakenOver);
+                }
+            }
+        }
 
         // Services nobody may announce, and invalid advertisements: the first speaker alive
         // (by name) says why, once per change.
@@ -366,7 +390,7 @@ mod tests {
         segments: Segments,
         links: BTreeMap<String, Links>,
         conflicts: BTreeMap<IpAddr, Conflict>,
-        answering: BTreeSet<IpAddr>,
+        answering: BTreeMap<IpAddr, BTreeSet<String>>,
     }
 
     impl Fixture {
@@ -378,7 +402,7 @@ mod tests {
                 segments: Segments::default(),
                 links: BTreeMap::new(),
                 conflicts: BTreeMap::new(),
-                answering: BTreeSet::new(),
+                answering: BTreeMap::new(),
             }
         }
 
@@ -397,8 +421,15 @@ mod tests {
         }
     }
 
-    fn probes(plan: &Plan) -> BTreeMap<IpAddr, bool> {
+    fn answers(plan: &Plan) -> Wanted {
         plan.answer.as_ref().unwrap()["eth0"].clone()
+    }
+
+    /// `ips` answered on eth0.
+    fn on_eth0(ips: &[&str]) -> BTreeMap<IpAddr, BTreeSet<String>> {
+        ips.iter()
+            .map(|i| (ip(i), BTreeSet::from(["eth0".to_owned()])))
+            .collect()
     }
 
     #[test]
@@ -406,10 +437,13 @@ mod tests {
         let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
         let mut announcer = Announcer::new(ME);
         let first = fixture.plan(&mut announcer);
-        assert_eq!(probes(&first), BTreeMap::from([(ip("192.0.2.200"), true)]));
+        assert_eq!(
+            answers(&first),
+            Wanted::from([(ip("192.0.2.200"), Answer::AfterProbe)])
+        );
         assert!(first.conditions.is_empty() && first.events.is_empty());
         // The responder probed and answers now.
-        fixture.answering.insert(ip("192.0.2.200"));
+        fixture.answering = on_eth0(&["192.0.2.200"]);
         let second = fixture.plan(&mut announcer);
         let (_, condition) = &second.conditions[0];
         assert_eq!(
@@ -426,7 +460,10 @@ mod tests {
         let shown = "node node-b answers for 192.0.2.200 on eth0: the first choice";
         let fixture = Fixture::new(world(&["192.0.2.200"], Some(shown)));
         let plan = fixture.plan(&mut Announcer::new(ME));
-        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.200"), false)]));
+        assert_eq!(
+            answers(&plan),
+            Wanted::from([(ip("192.0.2.200"), Answer::AtOnce)])
+        );
     }
 
     #[test]
@@ -435,7 +472,10 @@ mod tests {
         let shown = "node node-b answers for 192.0.2.200 on eth0: the first choice";
         let fixture = Fixture::new(world(&["192.0.2.201"], Some(shown)));
         let plan = fixture.plan(&mut Announcer::new(ME));
-        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.201"), true)]));
+        assert_eq!(
+            answers(&plan),
+            Wanted::from([(ip("192.0.2.201"), Answer::AfterProbe)])
+        );
     }
 
     #[test]
@@ -489,10 +529,65 @@ mod tests {
         // The peer's eth0 is down: this node answers, whichever the first choice.
         fixture.links = BTreeMap::from([("node-b".to_string(), links(&[]))]);
         let plan = fixture.plan(&mut Announcer::new(ME));
-        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.200"), true)]));
+        assert_eq!(
+            answers(&plan),
+            Wanted::from([(ip("192.0.2.200"), Answer::AfterProbe)])
+        );
         // Ours is down and the peer's up: the peer answers, and this node stays in service.
         fixture.interfaces = eth0(false);
         fixture.links = BTreeMap::from([("node-b".to_string(), links(&["eth0"]))]);
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(plan.answer, Ok(BTreeMap::new()));
+    }
+
+    /// This node answers for web's address; web is Local and its only ready endpoint is on
+    /// node-b (`ready_on_b`) or nowhere.
+    fn handing_over(ready_on_b: bool) -> Fixture {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        let peer: Node = serde_json::from_value(json!({"metadata": {"name": "node-b"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.12"}]}}))
+        .unwrap();
+        fixture.world.apply_node(&peer);
+        fixture.alive.insert("node-b".into());
+        let local: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u"},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.200"}]},
+                       "conditions": [{"type": "herald.dev/Allocated", "status": "True", "reason": "Allocated",
+                                       "message": "", "lastTransitionTime": "2026-11-28T00:00:00Z"}]},
+        }))
+        .unwrap();
+        fixture.world.apply_service(&local);
+        let endpoints: Vec<_> = ready_on_b
+            .then(|| json!({"addresses": ["198.51.100.11"], "nodeName": "node-b", "conditions": {"ready": true}}))
+            .into_iter()
+            .collect();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "endpoints": endpoints,
+        }))
+        .unwrap();
+        fixture.world.apply_slice(&slice);
+        fixture.answering = on_eth0(&["192.0.2.200"]);
+        fixture
+    }
+
+    #[test]
+    fn an_address_another_node_won_is_answered_until_it_announces_it() {
+        let fixture = handing_over(true);
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(
+            answers(&plan),
+            Wanted::from([(ip("192.0.2.200"), Answer::UntilTakenOver)])
+        );
+        assert_eq!(plan.announced, 0);
+        assert!(plan.conditions.is_empty(), "{:?}", plan.conditions);
+    }
+
+    #[test]
+    fn an_address_nobody_may_announce_is_not_answered_from_the_next_pass_on() {
+        let fixture = handing_over(false);
         let plan = fixture.plan(&mut Announcer::new(ME));
         assert_eq!(plan.answer, Ok(BTreeMap::new()));
     }
@@ -507,7 +602,10 @@ mod tests {
         let mut announcer = Announcer::new(ME);
         let plan = fixture.plan(&mut announcer);
         // Still answered, as the last valid spec said.
-        assert_eq!(probes(&plan), BTreeMap::from([(ip("192.0.2.200"), true)]));
+        assert_eq!(
+            answers(&plan),
+            Wanted::from([(ip("192.0.2.200"), Answer::AfterProbe)])
+        );
         let reported: Vec<&Event> = plan
             .events
             .iter()
@@ -583,7 +681,10 @@ mod tests {
             .iter()
             .map(|i| Responder::new(&i.name, i.mac, nonce, timings, own.clone(), start))
             .collect();
-        let wanted = Wanted::from([(ip("192.0.2.200"), true), (ip("2001:db8::200"), true)]);
+        let wanted = Wanted::from([
+            (ip("192.0.2.200"), Answer::AfterProbe),
+            (ip("2001:db8::200"), Answer::AfterProbe),
+        ]);
         let frames = |actions: Vec<Action>| -> Vec<Frame> {
             actions
                 .into_iter()
@@ -656,7 +757,7 @@ mod tests {
         let mut fixture = Fixture::new(world(&["192.0.2.200", "2001:db8::200"], None));
         fixture.interfaces = interfaces;
         fixture.segments = segments;
-        fixture.answering = BTreeSet::from([ip("192.0.2.200"), ip("2001:db8::200")]);
+        fixture.answering = on_eth0(&["192.0.2.200", "2001:db8::200"]);
         let plan = fixture.plan(&mut Announcer::new(ME));
         let answering: Vec<&String> = plan.answer.as_ref().unwrap().keys().collect();
         assert_eq!(answering, ["eth0"]);

@@ -67,6 +67,11 @@ struct Args {
     #[arg(long, default_value = "300ms", value_parser = flags::duration)]
     probe_wait: Duration,
 
+    /// How long an address another node has won is still answered here while that node has
+    /// not announced it (on a rolling update, a failover back, a graceful stop).
+    #[arg(long, default_value = "1s", value_parser = flags::duration)]
+    handover: Duration,
+
     /// How often this node's heartbeat Lease is renewed.
     #[arg(long, default_value = "1s", value_parser = flags::duration)]
     heartbeat_interval: Duration,
@@ -108,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
             burst_interval: args.burst_interval,
             refresh: args.refresh,
             probe_wait: args.probe_wait,
+            handover: args.handover,
         },
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_duration: args.heartbeat_duration,

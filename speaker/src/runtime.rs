@@ -34,7 +34,7 @@ use crate::announce::{self, Announced, Announcer, Conflict, Pass, Regarding};
 use crate::heartbeat;
 use crate::link::interfaces::{self, Interface};
 use crate::link::priority;
-use crate::link::responder::{self, Report, Wanted};
+use crate::link::responder::{self, Answer, Report, Wanted};
 use crate::link::segments::Segments;
 use crate::membership::{self, Membership};
 use crate::metrics::Metrics;
@@ -320,7 +320,7 @@ pub async fn run(
         written: BTreeMap::new(),
         announcer: Announcer::new(me.clone()),
         interfaces: snapshot.borrow_and_update().clone(),
-        answering: BTreeSet::new(),
+        answering: BTreeMap::new(),
         segments: Segments::default(),
         writer: Writer::new(client.clone(), "speaker", WRITES_IN_FLIGHT),
         publisher: Publisher::new(client.clone(), field_managers::SPEAKER, &me),
@@ -439,15 +439,32 @@ pub async fn run(
         }
     }
     // Hand over: with our heartbeat Lease gone the API server confirms we left, and peers
-    // learn of the leave at once and take the addresses over; keep answering a moment so that
-    // there is no gap, then stop.
+    // learn of the leave at once and take the addresses over. Each address is answered until
+    // its new owner announces it (or the handover runs out): one answer to every request,
+    // never none or two.
     info!("leaving the gossip cluster; peers take over");
     drop(heartbeat);
     if let Err(e) = heartbeat::remove(&client, &settings.namespace, &me).await {
         warn!(error = %e, "removing the heartbeat Lease failed; peers wait for it to expire");
     }
+    responders.set(speaker.handing_over_all(), &speaker.interfaces);
     membership.leave().await;
-    tokio::time::sleep(settings.gossip.gossip_period * 4).await;
+    let handed_over = async {
+        while !speaker.answering.is_empty() {
+            let Some(report) = reports.recv().await else {
+                break;
+            };
+            speaker.report(report);
+        }
+    };
+    // The responders end each handover by then; the margin is for their reports.
+    let margin = Duration::from_millis(100);
+    if tokio::time::timeout(settings.responder.handover + margin, handed_over)
+        .await
+        .is_err()
+    {
+        warn!("handovers not reported in time; stopping");
+    }
     drop(responders);
     Ok(())
 }
@@ -568,8 +585,9 @@ struct Speaker {
     interfaces: Vec<Interface>,
     /// What we last wrote per Service, until the watch shows it.
     written: BTreeMap<ServiceKey, Announced>,
-    /// Addresses the responders answer for now (probed and announced).
-    answering: BTreeSet<IpAddr>,
+    /// Addresses the responders answer for now (probed and announced), and on which
+    /// interfaces.
+    answering: BTreeMap<IpAddr, BTreeSet<String>>,
     /// Which of its interfaces share a segment, as the responders heard it.
     segments: Segments,
     writer: Writer<ConditionWrite>,
@@ -637,8 +655,18 @@ impl Speaker {
             }
             Report::Announcing { ip, interface } => {
                 info!(%ip, %interface, "announcing");
-                if self.answering.insert(ip) {
+                if !self.answering.contains_key(&ip) {
                     self.metrics.takeovers.inc();
+                }
+                self.answering.entry(ip).or_default().insert(interface);
+            }
+            Report::HandedOver { ip, interface } => {
+                info!(%ip, %interface, "handed over");
+                if let Some(interfaces) = self.answering.get_mut(&ip) {
+                    interfaces.remove(&interface);
+                    if interfaces.is_empty() {
+                        self.answering.remove(&ip);
+                    }
                 }
             }
             Report::SharedSegment {
@@ -653,6 +681,20 @@ impl Speaker {
                 }
             }
         }
+    }
+
+    /// Every address answered now, to be answered until its new owner announces it.
+    fn handing_over_all(&self) -> BTreeMap<String, Wanted> {
+        let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
+        for (ip, interfaces) in &self.answering {
+            for interface in interfaces {
+                wanted
+                    .entry(interface.clone())
+                    .or_default()
+                    .insert(*ip, Answer::UntilTakenOver);
+            }
+        }
+        wanted
     }
 
     /// What this node can answer on, as its peers need to know to elect.
@@ -729,8 +771,11 @@ impl Speaker {
         };
         self.metrics.fenced.set(0);
         self.metrics.announced.set(plan.announced as i64);
+        for (ip, interfaces) in &mut self.answering {
+            interfaces.retain(|name| wanted.get(name).is_some_and(|w| w.contains_key(ip)));
+        }
         self.answering
-            .retain(|ip| wanted.values().any(|w| w.contains_key(ip)));
+            .retain(|_, interfaces| !interfaces.is_empty());
         Some(wanted)
     }
 

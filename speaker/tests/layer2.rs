@@ -217,6 +217,61 @@ async fn a_graceful_stop_hands_the_address_over() {
     );
 }
 
+/// A speaker restarted, as a rolling update restarts it: it hands its addresses over when it
+/// stops and takes them back when it returns, and no request is ever answered by two nodes.
+#[tokio::test]
+async fn a_restarted_speaker_hands_over_and_takes_back_and_no_request_is_answered_twice() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = lab("l2-restart", 3).await;
+    let ips = ["192.0.2.232", "2001:db8::232"];
+    lab.service("web", &ips, false, &[0]).await;
+    let winner = lab.settled("web", ips[0]).await.0;
+    lab.settled("web", ips[1]).await;
+    let watches: Vec<_> = ips
+        .iter()
+        .map(|ip| lab.client.watch_answers(ip.parse().unwrap()))
+        .collect();
+
+    let mut stopping = lab.terminate_speaker(winner);
+    assert!(
+        stopping.wait().unwrap().success(),
+        "a clean exit on SIGTERM"
+    );
+    let (other, _) = lab.settled("web", ips[0]).await;
+    assert_ne!(
+        other, winner,
+        "another node answers while the speaker is away"
+    );
+    lab.start_speaker(winner);
+    eventually(
+        WAIT,
+        "the restarted speaker to take its addresses back",
+        || async {
+            let message = lab.announced("web", "Announced").await;
+            (winner_index(&lab, &message) == winner).then_some(())
+        },
+    )
+    .await;
+    for ip in ips {
+        lab.settled("web", ip).await;
+    }
+
+    for (ip, watch) in ips.iter().zip(watches) {
+        let answers = watch.stop();
+        let twice: Vec<_> = answers.iter().filter(|macs| macs.len() > 1).collect();
+        let unanswered = answers.iter().filter(|macs| macs.is_empty()).count();
+        eprintln!(
+            "{ip}: {} requests, {unanswered} unanswered, {} answered by two nodes",
+            answers.len(),
+            twice.len()
+        );
+        assert!(
+            twice.is_empty(),
+            "{ip}: requests answered by more than one node: {twice:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn thirty_addresses_spread_over_three_nodes_and_a_lost_node_moves_only_its_own() {
     let _one = ONE_AT_A_TIME.lock().await;

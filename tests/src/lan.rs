@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// The start of every namespace name made here; the owner's PID follows.
 const PREFIX: &str = "hl-";
 /// A host's end of its veth pair.
-const ETH: &str = "eth0";
+pub(crate) const ETH: &str = "eth0";
 /// How long a capture may lag behind the tool whose packets it watches.
 const CAPTURE_LAG: Duration = Duration::from_secs(2);
 
@@ -361,11 +361,11 @@ impl Host {
 }
 
 /// A running `tcpdump` on a host's `eth0`, killed when dropped.
-struct Capture {
+pub(crate) struct Capture {
     child: std::process::Child,
     lines: mpsc::Receiver<String>,
     /// What it printed so far.
-    text: String,
+    pub(crate) text: String,
     // Kept open: tcpdump would die of SIGPIPE writing to a closed stderr.
     stderr: BufReader<ChildStderr>,
 }
@@ -374,9 +374,15 @@ impl Capture {
     /// Starts capturing the packets that `filter` selects among those `eth0` receives, and
     /// returns once tcpdump listens.
     fn start(host: &Host, filter: &str) -> Capture {
+        Capture::start_with(host, &["-Q", "in"], filter)
+    }
+
+    /// As [`Capture::start`], with more tcpdump `options` (`-Q inout`, `-e`...).
+    pub(crate) fn start_with(host: &Host, options: &[&str], filter: &str) -> Capture {
         let mut command = host.command("tcpdump");
         command
-            .args(format!("-i {ETH} -Q in -l -n -v --immediate-mode").split(' '))
+            .args(format!("-i {ETH} -l -n -v --immediate-mode").split(' '))
+            .args(options)
             .arg(filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -410,7 +416,7 @@ impl Capture {
     }
 
     /// Appends the next line tcpdump prints to `text`; false if none came before `deadline`.
-    fn read_line(&mut self, deadline: Instant) -> bool {
+    pub(crate) fn read_line(&mut self, deadline: Instant) -> bool {
         let wait = deadline.saturating_duration_since(Instant::now());
         match self.lines.recv_timeout(wait) {
             Ok(line) => {
@@ -512,7 +518,7 @@ fn parse_adverts(tcpdump: &str, target: Ipv6Addr) -> Vec<NeighborAdvert> {
 }
 
 /// The target and S/O flags in "length 32, tgt is 2001:db8::2, Flags [solicited, override]".
-fn advert_flags(advert: &str) -> Option<(Ipv6Addr, bool, bool)> {
+pub(crate) fn advert_flags(advert: &str) -> Option<(Ipv6Addr, bool, bool)> {
     let (_, rest) = advert.split_once("tgt is ")?;
     let (target, rest) = rest.split_once(',')?;
     let (_, names) = rest.split_once("Flags [")?;

@@ -7,6 +7,7 @@
 //! tests made. Tests name cluster-scoped objects with [`TestCluster::unique_name`] so that
 //! they never meet.
 
+pub mod answers;
 pub mod bridge;
 pub mod gossip_key;
 pub mod install;

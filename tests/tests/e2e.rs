@@ -144,10 +144,27 @@ async fn herald_end_to_end() {
     }
 
     // A rolling update to a new image tag, as a user upgrades: every speaker is replaced in
-    // turn, and each address is answered by one node afterwards.
+    // turn; no request is answered by two nodes meanwhile, and each address is answered by
+    // one node afterwards.
+    let ips: Vec<IpAddr> = cluster_ips.iter().chain(&local_ips).copied().collect();
+    let watches: Vec<_> = ips.iter().map(|ip| lab.client.watch_answers(*ip)).collect();
     lab.upgrade_herald("0.1.0-rollout").await;
-    for ip in cluster_ips.iter().chain(&local_ips).copied() {
-        one_answerer(&lab, ip, "after the rolling update").await;
+    for ip in &ips {
+        one_answerer(&lab, *ip, "after the rolling update").await;
+    }
+    for (ip, watch) in ips.iter().zip(watches) {
+        let answers = watch.stop();
+        let twice: Vec<_> = answers.iter().filter(|macs| macs.len() > 1).collect();
+        let unanswered = answers.iter().filter(|macs| macs.is_empty()).count();
+        eprintln!(
+            "rolling update, {ip}: {} requests, {unanswered} unanswered, {} answered by two nodes",
+            answers.len(),
+            twice.len()
+        );
+        assert!(
+            twice.is_empty(),
+            "{ip}: requests answered by more than one node during the rolling update: {twice:?}"
+        );
     }
 
     // Failover, for each family and policy: the answering node fails under traffic, traffic

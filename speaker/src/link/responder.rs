@@ -4,7 +4,8 @@
 //! IPv6) when asked to, then sends a burst of gratuitous ARP requests and replies / unsolicited
 //! Neighbor Advertisements so that clients switch at once, and repeats one every refresh
 //! period so that switches keep it in their tables. It answers only for addresses it owns at
-//! this instant: an address taken away is not answered for from the next packet on.
+//! this instant: an address taken away is not answered for from the next packet on, and one
+//! handed over to another node until that node announces it.
 //!
 //! The decisions are [`Responder`]'s, a state machine without I/O; [`run`] reads the sockets and
 //! the clock, and sends, reports and joins what it says.
@@ -23,7 +24,7 @@ use super::interfaces::Interface;
 use super::sockets::{ArpSocket, BUFFER, FrameSocket, NdpSocket};
 use crate::metrics::Metrics;
 use crate::packet::{self, MacAddr, Nonce};
-pub use machine::{Action, Frame, Report, Responder, Timings, Wanted};
+pub use machine::{Action, Answer, Frame, Report, Responder, Timings, Wanted};
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 

@@ -17,6 +17,9 @@ pub struct Timings {
     pub refresh: Duration,
     /// How long to listen for another host using an address before first announcing it.
     pub probe_wait: Duration,
+    /// How long an address another node has won is still answered while that node has not
+    /// announced it.
+    pub handover: Duration,
 }
 
 impl Default for Timings {
@@ -26,13 +29,27 @@ impl Default for Timings {
             burst_interval: Duration::from_millis(100),
             refresh: Duration::from_secs(30),
             probe_wait: Duration::from_millis(300),
+            handover: Duration::from_secs(1),
         }
     }
 }
 
-/// What the interface should answer for: each address, and whether to probe before the first
-/// announcement (no other node of the cluster has announced it yet).
-pub type Wanted = BTreeMap<IpAddr, bool>;
+/// How an interface answers for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// From now on, after probing for another host using it: no node of the cluster has
+    /// announced it yet.
+    AfterProbe,
+    /// From now on, at once: a failover must not wait.
+    AtOnce,
+    /// Another node of the cluster has won it: answered while that node has not announced it
+    /// yet (at most `handover`), so that requests get one answer, never none or two. Never
+    /// started: only an address answered now is handed over.
+    UntilTakenOver,
+}
+
+/// What the interface should answer for, and how.
+pub type Wanted = BTreeMap<IpAddr, Answer>;
 
 /// Something the responder saw that the runtime reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +62,9 @@ pub enum Report {
     },
     /// The address is answered for from now on.
     Announcing { ip: IpAddr, interface: String },
+    /// The address, handed over, is no longer answered for: its new owner announced it, or the
+    /// handover ran out.
+    HandedOver { ip: IpAddr, interface: String },
     /// A frame from `other_mac`, another interface of this node, arrived on `interface`: the two
     /// are on one segment, where one of them is enough to answer.
     SharedSegment {
@@ -108,6 +128,11 @@ pub struct Responder {
     /// Addresses being probed, and when the probe ends.
     probing: BTreeMap<IpAddr, Instant>,
     bursts: BTreeMap<IpAddr, Burst>,
+    /// Owned addresses being handed over, and when the handover runs out.
+    handing_over: BTreeMap<IpAddr, Instant>,
+    /// Owned addresses another host announced or answered for, and when it last did: a node
+    /// that takes an address over may announce it before this one learns it lost it.
+    claimed: BTreeMap<IpAddr, Instant>,
     next_refresh: Instant,
     joined: BTreeSet<Ipv6Addr>,
 }
@@ -131,6 +156,8 @@ impl Responder {
             owned: BTreeSet::new(),
             probing: BTreeMap::new(),
             bursts: BTreeMap::new(),
+            handing_over: BTreeMap::new(),
+            claimed: BTreeMap::new(),
             next_refresh: now + timings.refresh,
             joined: BTreeSet::new(),
         };
@@ -143,6 +170,7 @@ impl Responder {
         self.probing
             .values()
             .chain(self.bursts.values().map(|b| &b.next))
+            .chain(self.handing_over.values())
             .copied()
             .chain([self.next_refresh])
             .min()
@@ -150,21 +178,41 @@ impl Responder {
     }
 
     /// The addresses to answer for now: those no longer wanted are not answered from the next
-    /// packet on; new ones are probed first or announced at once.
+    /// packet on; new ones are probed first or announced at once; those handed over are
+    /// answered until their new owner announces them.
     pub fn on_wanted(&mut self, wanted: &Wanted, now: Instant) -> Vec<Action> {
+        let answered = |ip: &IpAddr| {
+            wanted
+                .get(ip)
+                .is_some_and(|answer| *answer != Answer::UntilTakenOver)
+        };
         self.owned.retain(|ip| wanted.contains_key(ip));
-        self.probing.retain(|ip, _| wanted.contains_key(ip));
-        self.bursts.retain(|ip, _| wanted.contains_key(ip));
+        self.probing.retain(|ip, _| answered(ip));
+        self.bursts.retain(|ip, _| answered(ip));
+        self.handing_over
+            .retain(|ip, _| wanted.get(ip) == Some(&Answer::UntilTakenOver));
+        let handover = self.timings.handover;
+        self.claimed
+            .retain(|ip, when| self.owned.contains(ip) && now < *when + handover);
         let mut actions = Vec::new();
-        for (ip, probe_first) in wanted {
-            if self.owned.contains(ip) || self.probing.contains_key(ip) {
-                continue;
-            }
-            if *probe_first {
-                actions.push(Action::Send(Frame::Probe(*ip)));
-                self.probing.insert(*ip, now + self.timings.probe_wait);
-            } else {
-                self.announce(*ip, now, &mut actions);
+        for (ip, answer) in wanted {
+            match answer {
+                Answer::UntilTakenOver => {
+                    if !self.owned.contains(ip) || self.handing_over.contains_key(ip) {
+                        continue;
+                    }
+                    if self.claimed.contains_key(ip) {
+                        self.hand_over(*ip, &mut actions);
+                    } else {
+                        self.handing_over.insert(*ip, now + handover);
+                    }
+                }
+                _ if self.owned.contains(ip) || self.probing.contains_key(ip) => {}
+                Answer::AfterProbe => {
+                    actions.push(Action::Send(Frame::Probe(*ip)));
+                    self.probing.insert(*ip, now + self.timings.probe_wait);
+                }
+                Answer::AtOnce => self.announce(*ip, now, &mut actions),
             }
         }
         self.sync_groups(&mut actions);
@@ -180,7 +228,7 @@ impl Responder {
     }
 
     /// An ARP frame as read from the interface.
-    pub fn on_arp(&mut self, frame: &[u8], _now: Instant) -> Vec<Action> {
+    pub fn on_arp(&mut self, frame: &[u8], now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some(request) = packet::parse_arp_request(frame)
             && self.owned.contains(&IpAddr::V4(request.target_ip))
@@ -192,6 +240,12 @@ impl Responder {
             return actions;
         };
         self.heard_from(packet.sender_mac, &mut actions);
+        let sender_ip = IpAddr::V4(packet.sender_ip);
+        if self.owned.contains(&sender_ip)
+            && packet.claim(packet.sender_ip, &self.own_macs).is_some()
+        {
+            self.on_claim(sender_ip, now, &mut actions);
+        }
         let (own_macs, interface) = (&self.own_macs, &self.interface);
         self.probing.retain(|ip, _| {
             let IpAddr::V4(v4) = *ip else { return true };
@@ -214,7 +268,7 @@ impl Responder {
         message: &[u8],
         source: Ipv6Addr,
         hop_limit: u8,
-        _now: Instant,
+        now: Instant,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some(solicitation) = packet::parse_neighbor_solicitation(message, hop_limit) {
@@ -248,6 +302,9 @@ impl Responder {
             let target = IpAddr::V6(advertisement.target);
             match advertisement.target_mac {
                 Some(mac) if self.own_macs.contains(&mac) => self.heard_from(mac, &mut actions),
+                Some(_) if self.owned.contains(&target) => {
+                    self.on_claim(target, now, &mut actions);
+                }
                 other => {
                     if self.probing.remove(&target).is_some() {
                         actions.push(Action::Report(Report::Conflict {
@@ -263,9 +320,18 @@ impl Responder {
         actions
     }
 
-    /// Ends the probes that are due, sends the bursts and refreshes that are due.
+    /// Ends the probes and handovers that are due, sends the bursts and refreshes that are due.
     pub fn on_deadline(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let run_out: Vec<IpAddr> = self
+            .handing_over
+            .iter()
+            .filter(|(_, end)| **end <= now)
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in run_out {
+            self.hand_over(ip, &mut actions);
+        }
         let done: Vec<IpAddr> = self
             .probing
             .iter()
@@ -313,6 +379,27 @@ impl Responder {
             self.bursts.insert(ip, burst);
         }
         actions.push(Action::Report(Report::Announcing {
+            ip,
+            interface: self.interface.clone(),
+        }));
+    }
+
+    /// Another host announced or answered for owned `ip`: the new owner, if it is being handed
+    /// over. Anyone else is ignored: only the election takes an address away.
+    fn on_claim(&mut self, ip: IpAddr, now: Instant, actions: &mut Vec<Action>) {
+        if self.handing_over.contains_key(&ip) {
+            self.hand_over(ip, actions);
+        } else {
+            self.claimed.insert(ip, now);
+        }
+    }
+
+    /// Stops answering for `ip`, handed over.
+    fn hand_over(&mut self, ip: IpAddr, actions: &mut Vec<Action>) {
+        self.owned.remove(&ip);
+        self.handing_over.remove(&ip);
+        self.claimed.remove(&ip);
+        actions.push(Action::Report(Report::HandedOver {
             ip,
             interface: self.interface.clone(),
         }));
@@ -373,7 +460,7 @@ mod tests {
         Responder::new("eth0", MAC, NONCE, timings(), BTreeSet::new(), now)
     }
 
-    fn wanted(ips: &[(IpAddr, bool)]) -> Wanted {
+    fn wanted(ips: &[(IpAddr, Answer)]) -> Wanted {
         ips.iter().copied().collect()
     }
 
@@ -431,7 +518,13 @@ mod tests {
         let start = Instant::now();
         let mut responder = responder(start);
         let group = packet::solicited_node_multicast(V6);
-        let actions = responder.on_wanted(&wanted(&[(V4.into(), true), (V6.into(), true)]), start);
+        let actions = responder.on_wanted(
+            &wanted(&[
+                (V4.into(), Answer::AfterProbe),
+                (V6.into(), Answer::AfterProbe),
+            ]),
+            start,
+        );
         assert_eq!(
             actions,
             [
@@ -472,7 +565,7 @@ mod tests {
         for (case, frame) in arp_cases {
             let start = Instant::now();
             let mut responder = responder(start);
-            responder.on_wanted(&wanted(&[(V4.into(), true)]), start);
+            responder.on_wanted(&wanted(&[(V4.into(), Answer::AfterProbe)]), start);
             let actions = responder.on_arp(&frame, start);
             let conflict = Report::Conflict {
                 ip: V4.into(),
@@ -499,7 +592,7 @@ mod tests {
         for (case, message, source, mac) in ndp_cases {
             let start = Instant::now();
             let mut responder = responder(start);
-            responder.on_wanted(&wanted(&[(V6.into(), true)]), start);
+            responder.on_wanted(&wanted(&[(V6.into(), Answer::AfterProbe)]), start);
             let actions = responder.on_ndp(message, source, 255, start);
             let conflict = Report::Conflict {
                 ip: V6.into(),
@@ -522,7 +615,7 @@ mod tests {
     fn ndp_whose_hop_limit_is_not_255_is_ignored() {
         let start = Instant::now();
         let mut responder = responder(start);
-        responder.on_wanted(&wanted(&[(V6.into(), true)]), start);
+        responder.on_wanted(&wanted(&[(V6.into(), Answer::AfterProbe)]), start);
         let advertisement = packet::unsolicited_neighbor_advertisement(V6, OTHER_HOST);
         assert_eq!(responder.on_ndp(&advertisement, V6, 64, start), []);
         responder.on_deadline(start + timings().probe_wait);
@@ -535,7 +628,7 @@ mod tests {
     fn a_takeover_announces_at_once_with_a_burst_then_stops() {
         let start = Instant::now();
         let mut responder = responder(start);
-        let actions = responder.on_wanted(&wanted(&[(V4.into(), false)]), start);
+        let actions = responder.on_wanted(&wanted(&[(V4.into(), Answer::AtOnce)]), start);
         assert_eq!(sends(&actions), [Frame::Gratuitous(V4.into())]);
         assert_eq!(reports(&actions), [announcing(V4)]);
         assert!(answers(&mut responder, V4.into(), start));
@@ -557,7 +650,10 @@ mod tests {
     fn owned_addresses_are_announced_again_every_refresh() {
         let start = Instant::now();
         let mut responder = responder(start);
-        responder.on_wanted(&wanted(&[(V4.into(), false), (V6.into(), false)]), start);
+        responder.on_wanted(
+            &wanted(&[(V4.into(), Answer::AtOnce), (V6.into(), Answer::AtOnce)]),
+            start,
+        );
         let refresh = start + timings().refresh;
         while responder.next_deadline() < refresh {
             responder.on_deadline(responder.next_deadline());
@@ -576,8 +672,10 @@ mod tests {
         let start = Instant::now();
         let mut responder = responder(start);
         let group = packet::solicited_node_multicast(V6);
-        let actions =
-            responder.on_wanted(&wanted(&[(V4.into(), false), (V6.into(), false)]), start);
+        let actions = responder.on_wanted(
+            &wanted(&[(V4.into(), Answer::AtOnce), (V6.into(), Answer::AtOnce)]),
+            start,
+        );
         assert!(actions.contains(&Action::Join(group)));
         let actions = responder.on_wanted(&Wanted::new(), start);
         assert_eq!(actions, [Action::Leave(group)]);
@@ -589,11 +687,110 @@ mod tests {
         assert_eq!(responder.on_deadline(refresh), []);
     }
 
+    fn handed_over(ip: impl Into<IpAddr>) -> Report {
+        Report::HandedOver {
+            ip: ip.into(),
+            interface: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn an_address_handed_over_is_answered_until_its_new_owner_announces_it() {
+        let start = Instant::now();
+        let mut responder = responder(start);
+        let both = [(V4.into(), Answer::AtOnce), (V6.into(), Answer::AtOnce)];
+        responder.on_wanted(&wanted(&both), start);
+        let giving_up = [
+            (V4.into(), Answer::UntilTakenOver),
+            (V6.into(), Answer::UntilTakenOver),
+        ];
+        let actions = responder.on_wanted(&wanted(&giving_up), start);
+        assert_eq!(actions, []);
+        assert!(answers(&mut responder, V4.into(), start));
+        assert!(answers(&mut responder, V6.into(), start));
+
+        // The new owner's gratuitous ARP: IPv4 is its own now, IPv6 still answered here.
+        let taken = packet::gratuitous_arp_request(OTHER_HOST, V4);
+        assert_eq!(reports(&responder.on_arp(&taken, start)), [handed_over(V4)]);
+        assert!(!answers(&mut responder, V4.into(), start));
+        assert!(answers(&mut responder, V6.into(), start));
+        let taken = packet::unsolicited_neighbor_advertisement(V6, OTHER_HOST);
+        let actions = responder.on_ndp(&taken, V6, 255, start);
+        assert_eq!(reports(&actions), [handed_over(V6)]);
+        assert!(actions.contains(&Action::Leave(packet::solicited_node_multicast(V6))));
+        assert!(!answers(&mut responder, V6.into(), start));
+        // Gone for good: the handover's deadline finds nothing.
+        assert_eq!(responder.on_deadline(start + timings().handover), []);
+    }
+
+    #[test]
+    fn a_handover_runs_out_when_the_new_owner_stays_silent() {
+        let start = Instant::now();
+        let mut responder = responder(start);
+        responder.on_wanted(&wanted(&[(V4.into(), Answer::AtOnce)]), start);
+        responder.on_wanted(&wanted(&[(V4.into(), Answer::UntilTakenOver)]), start);
+        let end = start + timings().handover;
+        while responder.next_deadline() < end {
+            responder.on_deadline(responder.next_deadline());
+        }
+        assert_eq!(responder.next_deadline(), end);
+        assert!(answers(&mut responder, V4.into(), end));
+        assert_eq!(reports(&responder.on_deadline(end)), [handed_over(V4)]);
+        assert!(!answers(&mut responder, V4.into(), end));
+    }
+
+    /// Another host claiming an owned address takes nothing away (only the election does), but
+    /// a node that won the address and announced it before this one learnt so is its new owner.
+    #[test]
+    fn a_claim_takes_nothing_away_until_the_address_is_handed_over() {
+        let start = Instant::now();
+        let mut fresh = responder(start);
+        fresh.on_wanted(&wanted(&[(V4.into(), Answer::AtOnce)]), start);
+        let claim = packet::gratuitous_arp_request(OTHER_HOST, V4);
+        assert_eq!(reports(&fresh.on_arp(&claim, start)), []);
+        assert!(answers(&mut fresh, V4.into(), start));
+        let soon = start + timings().handover / 2;
+        let actions = fresh.on_wanted(&wanted(&[(V4.into(), Answer::UntilTakenOver)]), soon);
+        assert_eq!(reports(&actions), [handed_over(V4)]);
+        assert!(!answers(&mut fresh, V4.into(), soon));
+
+        // A claim heard longer ago than a handover lasts is no announcement of a new owner.
+        let mut stale = responder(start);
+        stale.on_wanted(&wanted(&[(V4.into(), Answer::AtOnce)]), start);
+        stale.on_arp(&claim, start);
+        let late = start + timings().handover;
+        let actions = stale.on_wanted(&wanted(&[(V4.into(), Answer::UntilTakenOver)]), late);
+        assert_eq!(actions, []);
+        assert!(answers(&mut stale, V4.into(), late));
+    }
+
+    #[test]
+    fn a_handover_never_starts_answering_and_ends_when_the_address_is_won_back() {
+        let start = Instant::now();
+        let mut responder = responder(start);
+        let actions = responder.on_wanted(&wanted(&[(V4.into(), Answer::UntilTakenOver)]), start);
+        assert_eq!(actions, []);
+        assert!(!answers(&mut responder, V4.into(), start));
+
+        responder.on_wanted(&wanted(&[(V4.into(), Answer::AtOnce)]), start);
+        responder.on_wanted(&wanted(&[(V4.into(), Answer::UntilTakenOver)]), start);
+        responder.on_wanted(&wanted(&[(V4.into(), Answer::AtOnce)]), start);
+        let after = start + timings().handover;
+        while responder.next_deadline() <= after {
+            let actions = responder.on_deadline(responder.next_deadline());
+            assert_eq!(reports(&actions), []);
+        }
+        assert!(answers(&mut responder, V4.into(), after));
+    }
+
     #[test]
     fn answers_requests_to_broadcast_or_to_it_and_the_client_its_solicitation_names() {
         let start = Instant::now();
         let mut responder = responder(start);
-        responder.on_wanted(&wanted(&[(V4.into(), false), (V6.into(), false)]), start);
+        responder.on_wanted(
+            &wanted(&[(V4.into(), Answer::AtOnce), (V6.into(), Answer::AtOnce)]),
+            start,
+        );
         let mut unicast_elsewhere = client_request(V4);
         unicast_elsewhere[..6].copy_from_slice(&OTHER_HOST.octets());
         assert_eq!(responder.on_arp(&unicast_elsewhere, start), []);
@@ -618,7 +815,7 @@ mod tests {
     fn a_held_address_is_defended_against_another_hosts_dad_probe_not_our_own() {
         let start = Instant::now();
         let mut responder = responder(start);
-        responder.on_wanted(&wanted(&[(V6.into(), false)]), start);
+        responder.on_wanted(&wanted(&[(V6.into(), Answer::AtOnce)]), start);
         let foreign = packet::dad_neighbor_solicitation(V6, [9; 6]);
         assert_eq!(
             responder.on_ndp(&foreign, Ipv6Addr::UNSPECIFIED, 255, start),
@@ -636,7 +833,7 @@ mod tests {
         let start = Instant::now();
         let mut responder = responder(start);
         let group = packet::solicited_node_multicast(V6);
-        responder.on_wanted(&wanted(&[(V6.into(), true)]), start);
+        responder.on_wanted(&wanted(&[(V6.into(), Answer::AfterProbe)]), start);
         responder.join_failed(group);
         let actions = responder.on_deadline(start + timings().probe_wait);
         assert!(actions.contains(&Action::Join(group)), "{actions:?}");
