@@ -557,7 +557,7 @@ pub fn render(why: &Why, now: Timestamp) -> String {
         } else {
             &["POOL", "VERDICT"]
         };
-        out.push_str(&indent(&table::render(headers, &rows)));
+        out.push_str(&indent(&indent(&table::render(headers, &rows))));
     }
     let announcement = &why.announcement;
     out.push_str(&format!(

@@ -474,7 +474,13 @@ async fn why_tells_each_services_story_field_by_field() {
     );
     assert_eq!(idle["announcement"]["elected"], Value::Null);
 
-    // The words a person reads.
+    // The words a person reads (both stories are the README's transcripts).
+    for name in ["web", "late"] {
+        println!(
+            "{}",
+            support::kubectl_herald(&cluster, &["why", name, "-n", &ns]).stdout
+        );
+    }
     let run = support::kubectl_herald(&cluster, &["why", "local", "-n", &ns]);
     assert!(run.success, "{}", run.stderr);
     let text = run.stdout;
