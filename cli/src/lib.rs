@@ -8,3 +8,4 @@ pub mod pools;
 pub mod services;
 pub mod status;
 pub mod table;
+pub mod why;

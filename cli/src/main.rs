@@ -6,11 +6,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_cli::metallb::{self, Configuration, Object};
 use herald_cli::migrate::{self, Cluster, Migration};
-use herald_cli::{pools, services, status, table};
+use herald_cli::{pools, services, status, table, why};
 use herald_crds::{IPAddressPool, L2Advertisement};
 use herald_speaker::heartbeat;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -51,6 +52,20 @@ enum Command {
         /// Show every namespace.
         #[arg(short = 'A', long, conflicts_with = "namespace")]
         all_namespaces: bool,
+
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
+    },
+    /// The whole story of one Service: which rule chose its pool and address, whom it shares
+    /// with, which nodes may announce it and why each other node may not, which node answers,
+    /// and its recent Events.
+    Why {
+        /// The Service's name.
+        service: String,
+
+        /// Its namespace (default: the kubeconfig context's).
+        #[arg(short, long)]
+        namespace: Option<String>,
 
         #[arg(short, long, value_enum)]
         output: Option<Output>,
@@ -200,6 +215,20 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(Output::Yaml) => print!("{}", serde_yaml::to_string(&views)?),
                 _ if views.is_empty() => eprintln!("No IPAddressPools found."),
                 _ => print!("{}", pools::render(&views)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Why {
+            service,
+            namespace,
+            output,
+        } => {
+            let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+            let why = read_why(&client, &namespace, &service).await?;
+            match output {
+                Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&why)?),
+                Some(Output::Yaml) => print!("{}", serde_yaml::to_string(&why)?),
+                _ => print!("{}", why::render(&why, Timestamp::now())),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -366,6 +395,90 @@ fn table(migration: &Migration) -> String {
         })
         .collect();
     table::render(&["SOURCE", "RESULT", "OUTCOME", "NOTE"], &rows)
+}
+
+/// Reads what the story of one Service needs, and tells it.
+async fn read_why(client: &Client, namespace: &str, name: &str) -> anyhow::Result<why::Why> {
+    let all = ListParams::default();
+    let service = Api::<Service>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading Service {namespace}/{name}"))?
+        .with_context(|| {
+            format!("Service {namespace}/{name} not found: check its name and -n NAMESPACE")
+        })?;
+    let type_ = service.spec.as_ref().and_then(|s| s.type_.clone());
+    if type_.as_deref() != Some("LoadBalancer") {
+        anyhow::bail!(
+            "Service {namespace}/{name} is of type {}, not LoadBalancer: Herald gives it no \
+             address",
+            type_.unwrap_or_else(|| "ClusterIP".to_owned())
+        );
+    }
+    let cluster = read_cluster(client, None).await?;
+    // The Service and those sharing an address with it: only their endpoints decide where
+    // its addresses are announced.
+    let addresses = herald_crds::service_status::addresses(&service);
+    let group: Vec<&Service> = cluster
+        .services
+        .iter()
+        .filter(|s| {
+            (s.namespace().as_deref() == Some(namespace) && s.name_any() == name)
+                || herald_crds::service_status::addresses(s)
+                    .iter()
+                    .any(|ip| addresses.contains(ip))
+        })
+        .collect();
+    let mut slices = Vec::new();
+    for member in group {
+        let member_namespace = member.namespace().unwrap_or_default();
+        let selector = format!("kubernetes.io/service-name={}", member.name_any());
+        slices.extend(
+            Api::<EndpointSlice>::namespaced(client.clone(), &member_namespace)
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .with_context(|| {
+                    format!(
+                        "listing the EndpointSlices of Service {member_namespace}/{}",
+                        member.name_any()
+                    )
+                })?
+                .items,
+        );
+    }
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&all)
+        .await
+        .context("listing Nodes")?
+        .items;
+    let leases = Api::<Lease>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{}=true", heartbeat::LABEL)))
+        .await
+        .context("listing the speakers' heartbeat Leases")?
+        .items;
+    let uid = service.metadata.uid.clone();
+    let events: Vec<Event> = Api::<Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.kind=Service,involvedObject.name={name}"
+        )))
+        .await
+        .with_context(|| format!("listing the Events of Service {namespace}/{name}"))?
+        .items
+        .into_iter()
+        // Not those of an earlier Service of the same name.
+        .filter(|e| uid.is_none() || e.involved_object.uid == uid)
+        .collect();
+    let objects = why::Objects {
+        services: &cluster.services,
+        pools: &cluster.pools,
+        advertisements: &cluster.advertisements,
+        namespaces: &cluster.namespaces,
+        nodes: &nodes,
+        slices: &slices,
+        leases: &leases,
+        events: &events,
+    };
+    Ok(why::why(&service, &objects, Timestamp::now()))
 }
 
 async fn list_pools(client: &Client) -> anyhow::Result<Vec<IPAddressPool>> {

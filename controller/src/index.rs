@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use herald_core::allocation::{Allocator, Assignment, Pool, ServiceKey};
+use herald_core::allocation::{Allocator, Assignment, Considered, Pool, ServiceKey};
 use herald_core::selector::Labels;
 use herald_crds::{IPAddressPool, reasons, service_status};
 use herald_runtime::watches::{Index as WatchIndex, ObjectKey};
@@ -63,6 +63,19 @@ pub struct Decision {
     /// The status to apply, when it differs from what the Service shows.
     pub write: Option<status::ServiceStatus>,
     pub events: Vec<status::Event>,
+}
+
+/// How allocation sees one Service now (see [`Index::explain`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// What it asks, with what was malformed left out, and the error if anything was.
+    pub request: herald_core::allocation::Service,
+    pub error: Option<RequestError>,
+    pub held: Option<Assignment>,
+    /// Every pool as automatic allocation sees it, in the order it tries them.
+    pub pools: Vec<Considered>,
+    /// The other Services holding one of its addresses.
+    pub sharers: Vec<ServiceKey>,
 }
 
 #[derive(Default)]
@@ -381,6 +394,19 @@ impl Index {
 
     pub fn assignment(&self, key: &ServiceKey) -> Option<&Assignment> {
         self.allocator.assignment(key)
+    }
+
+    /// How allocation sees a Service of ours now, with the allocator's own rules: for tools
+    /// that explain. Decides nothing; `None` for a Service that is not Herald's.
+    pub fn explain(&self, key: &ServiceKey) -> Option<Explanation> {
+        let (request, error) = self.services.get(key)?.request.as_ref()?;
+        Some(Explanation {
+            request: request.clone(),
+            error: error.clone(),
+            held: self.allocator.assignment(key).cloned(),
+            pools: self.allocator.considered(request),
+            sharers: self.allocator.sharers(key),
+        })
     }
 }
 

@@ -151,6 +151,33 @@ pub fn request(
     (request, errors.into_iter().next())
 }
 
+/// Where a Service's request is written: the annotation (or `spec.loadBalancerIP`) asking for
+/// addresses, the annotation naming a pool, and the one giving a sharing key; as
+/// [`request`] reads them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sources {
+    pub addresses: Option<String>,
+    pub pool: Option<String>,
+    pub sharing: Option<String>,
+}
+
+pub fn sources(service: &KubeService) -> Sources {
+    // The request's own reading reports malformed values; here only the names matter.
+    let mut ignored = Vec::new();
+    let mut name = |suffix| annotation(service, suffix, &mut ignored).map(|(name, _)| name);
+    let spec_ip = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .is_some_and(|ip| !ip.is_empty());
+    Sources {
+        addresses: name(LOAD_BALANCER_IPS)
+            .or_else(|| spec_ip.then(|| "spec.loadBalancerIP".to_owned())),
+        pool: name(ADDRESS_POOL),
+        sharing: name(ALLOW_SHARED_IP),
+    }
+}
+
 /// The value of an annotation under any of the prefixes; if several are set they must agree
 /// (else the first, Herald's own before MetalLB's, counts and the disagreement is an error).
 fn annotation(
@@ -302,6 +329,30 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "spec.loadBalancerIP \"192.0.2.7\" and annotation metallb.io/loadBalancerIPs are both set: use only the annotation"
+        );
+    }
+
+    #[test]
+    fn sources_name_where_each_part_of_the_request_is_written() {
+        let service = lb(
+            json!({"metallb.universe.tf/address-pool": "lan", "herald.dev/allow-shared-ip": "k"}),
+            json!({"loadBalancerIP": "192.0.2.7"}),
+        );
+        assert_eq!(
+            sources(&service),
+            Sources {
+                addresses: Some("spec.loadBalancerIP".into()),
+                pool: Some("metallb.universe.tf/address-pool".into()),
+                sharing: Some("herald.dev/allow-shared-ip".into()),
+            }
+        );
+        let annotated = lb(
+            json!({"metallb.io/loadBalancerIPs": "192.0.2.8"}),
+            json!({}),
+        );
+        assert_eq!(
+            sources(&annotated).addresses.as_deref(),
+            Some("metallb.io/loadBalancerIPs")
         );
     }
 

@@ -9,7 +9,8 @@
 //! valid; else the addresses in its status (a restart, another replica); else the addresses it
 //! requests; else the pool it names; else the pools whose `serviceAllocation` selects it,
 //! lowest priority first; else the other auto-assign pools, by name. Inside a pool, the
-//! lowest free address.
+//! lowest free address. [`Service::rule`] and [`pool_verdict`] make those choices, and
+//! [`Allocator::considered`] shows them pool by pool, so tools explain what allocation does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -189,6 +190,113 @@ pub struct Service {
     pub sharing: Option<Sharing>,
     /// The addresses in the Service's status: kept if still valid, so restarts move nothing.
     pub current: Vec<IpAddr>,
+}
+
+/// Which rule gives a Service its addresses when it holds none (see the module
+/// documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// It asks for these addresses (an annotation, or `spec.loadBalancerIP`).
+    Requested(Vec<IpAddr>),
+    /// It names a pool (an annotation).
+    NamedPool(String),
+    /// Pools whose `serviceAllocation` selects it, lowest priority first, then the other
+    /// auto-assign pools.
+    Automatic,
+}
+
+impl Service {
+    pub fn rule(&self) -> Rule {
+        if !self.requested.is_empty() {
+            Rule::Requested(self.requested.clone())
+        } else if let Some(pool) = &self.pool {
+            Rule::NamedPool(pool.clone())
+        } else {
+            Rule::Automatic
+        }
+    }
+}
+
+/// How automatic allocation sees one pool for one Service: a candidate, and where it comes in
+/// the order pools are tried, or why it is not one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolVerdict {
+    /// Its `serviceAllocation` selects the Service: tried before pools without one, lowest
+    /// priority first, unset priority last.
+    Selects { priority: Option<i32> },
+    /// An auto-assign pool without `serviceAllocation`: tried after those that select.
+    AutoAssign,
+    /// `autoAssign: false`: it serves only Services that name it or ask for its addresses.
+    NotAutoAssign,
+    /// Its `serviceAllocation` does not select the Service.
+    Refuses(String),
+    /// Its spec is invalid: it hands out nothing new until it is fixed.
+    Invalid,
+}
+
+impl PoolVerdict {
+    /// The pool's place in the order automatic allocation tries candidates; none for a pool
+    /// it does not try.
+    fn rank(&self) -> Option<(u8, u8, i32)> {
+        match self {
+            PoolVerdict::Selects { priority: Some(n) } => Some((0, 0, *n)),
+            PoolVerdict::Selects { priority: None } => Some((0, 1, 0)),
+            PoolVerdict::AutoAssign => Some((1, 0, 0)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for PoolVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolVerdict::Selects { priority: Some(n) } => {
+                write!(f, "its serviceAllocation selects the Service, priority {n}")
+            }
+            PoolVerdict::Selects { priority: None } => f.write_str(
+                "its serviceAllocation selects the Service, no priority (after those with one)",
+            ),
+            PoolVerdict::AutoAssign => {
+                f.write_str("auto-assign, open to every Service (after pools that select)")
+            }
+            PoolVerdict::NotAutoAssign => f.write_str(
+                "autoAssign is false: only for Services that name it or ask for its addresses",
+            ),
+            PoolVerdict::Refuses(why) => f.write_str(why),
+            PoolVerdict::Invalid => {
+                f.write_str("its spec is invalid: it hands out nothing new until it is fixed")
+            }
+        }
+    }
+}
+
+/// Whether automatic allocation may take `service`'s addresses from `pool`, and in which
+/// order: the one rule that both allocation and explanations apply.
+pub fn pool_verdict(pool: &Pool, service: &Service) -> PoolVerdict {
+    if !pool.auto_assign {
+        PoolVerdict::NotAutoAssign
+    } else if let Some(why) = pool.refusal(service) {
+        PoolVerdict::Refuses(why)
+    } else if !pool.hands_out {
+        PoolVerdict::Invalid
+    } else {
+        match &pool.allocation {
+            Some(allocation) => PoolVerdict::Selects {
+                priority: allocation.priority,
+            },
+            None => PoolVerdict::AutoAssign,
+        }
+    }
+}
+
+/// One pool as allocation sees it for one Service (see [`Allocator::considered`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Considered {
+    pub pool: String,
+    pub verdict: PoolVerdict,
+    /// For a candidate, when the Service holds nothing: the addresses the pool would give it
+    /// now, or why none.
+    pub offer: Option<Result<Vec<IpAddr>, AllocationError>>,
 }
 
 /// The addresses a Service holds, and the pool they came from.
@@ -453,29 +561,28 @@ impl Allocator {
     }
 
     fn allocate(&mut self, service: &Service) -> Result<Assignment, AllocationError> {
-        let assignment = if !service.requested.is_empty() {
-            let requested = self.requested(service)?;
-            self.hold(service, requested.clone());
-            // The request names the addresses of its families; PreferDualStack fills the
-            // others from the same pool.
-            return Ok(self.extend_preferred(service, requested));
-        } else if let Some(name) = &service.pool {
-            let pool = self
-                .pools
-                .get(name)
-                .ok_or_else(|| AllocationError::PoolNotFound { pool: name.clone() })?;
-            if let Some(why) = pool.refusal(service) {
-                return Err(AllocationError::PoolNotAllowed {
-                    pool: name.clone(),
-                    why,
-                });
+        let assignment = match service.rule() {
+            Rule::Requested(_) => {
+                let requested = self.requested(service)?;
+                self.hold(service, requested.clone());
+                // The request names the addresses of its families; PreferDualStack fills the
+                // others from the same pool.
+                return Ok(self.extend_preferred(service, requested));
             }
-            if !pool.hands_out {
-                return Err(AllocationError::PoolInvalid { pool: name.clone() });
+            Rule::NamedPool(name) => {
+                let pool = self
+                    .pools
+                    .get(&name)
+                    .ok_or_else(|| AllocationError::PoolNotFound { pool: name.clone() })?;
+                if let Some(why) = pool.refusal(service) {
+                    return Err(AllocationError::PoolNotAllowed { pool: name, why });
+                }
+                if !pool.hands_out {
+                    return Err(AllocationError::PoolInvalid { pool: name });
+                }
+                self.allocate_in(pool, service)?
             }
-            self.allocate_in(pool, service)?
-        } else {
-            self.automatic(service)?
+            Rule::Automatic => self.automatic(service)?,
         };
         self.hold(service, assignment.clone());
         Ok(assignment)
@@ -553,18 +660,18 @@ impl Allocator {
     /// Pools that may serve the Service without being named: those whose serviceAllocation
     /// selects it by priority (unset last), then the others, each group by name.
     fn automatic(&self, service: &Service) -> Result<Assignment, AllocationError> {
-        let (mut candidates, invalid): (Vec<&Pool>, Vec<&Pool>) = self
-            .pools
-            .values()
-            .filter(|p| p.auto_assign && p.refusal(service).is_none())
-            .partition(|p| p.hands_out);
-        candidates.sort_by_key(|p| match &p.allocation {
-            Some(a) => (0, a.priority.map_or((1, 0), |n| (0, n))),
-            None => (1, (1, 0)),
-        });
+        let ranked = self.ranked(service);
+        let candidates: Vec<&Pool> = ranked
+            .iter()
+            .filter(|(_, verdict)| verdict.rank().is_some())
+            .map(|(pool, _)| *pool)
+            .collect();
         if candidates.is_empty() {
             let refusing = self.pools.values().filter(|p| p.auto_assign).count();
-            let detail = if let Some(pool) = invalid.first() {
+            let invalid = ranked
+                .iter()
+                .find(|(_, verdict)| *verdict == PoolVerdict::Invalid);
+            let detail = if let Some((pool, _)) = invalid {
                 format!(
                     " (pool {:?} is invalid and hands out nothing new until its spec is fixed)",
                     pool.name
@@ -610,6 +717,50 @@ impl Allocator {
                     .join(" or "),
             }),
         }
+    }
+
+    /// Every pool with its verdict for `service`: the candidates in the order automatic
+    /// allocation tries them, then the others by name.
+    fn ranked(&self, service: &Service) -> Vec<(&Pool, PoolVerdict)> {
+        let mut ranked: Vec<(&Pool, PoolVerdict)> = self
+            .pools
+            .values()
+            .map(|pool| (pool, pool_verdict(pool, service)))
+            .collect();
+        // Stable: pools of one rank stay in name order.
+        ranked.sort_by_key(|(_, verdict)| (verdict.rank().is_none(), verdict.rank()));
+        ranked
+    }
+
+    /// How automatic allocation sees every pool for `service`, in the order it tries them,
+    /// with what each candidate would give now when the Service holds nothing. Decides
+    /// nothing: for tools that explain.
+    pub fn considered(&self, service: &Service) -> Vec<Considered> {
+        let holds_nothing = self.assignment(&service.key).is_none();
+        self.ranked(service)
+            .into_iter()
+            .map(|(pool, verdict)| Considered {
+                pool: pool.name.clone(),
+                offer: (holds_nothing && verdict.rank().is_some())
+                    .then(|| self.allocate_in(pool, service).map(|a| a.ips)),
+                verdict,
+            })
+            .collect()
+    }
+
+    /// The other Services holding an address that `key` holds.
+    pub fn sharers(&self, key: &ServiceKey) -> Vec<ServiceKey> {
+        let mut sharers: Vec<ServiceKey> = self
+            .assignment(key)
+            .into_iter()
+            .flat_map(|a| a.ips.iter())
+            .flat_map(|ip| self.holders(*ip))
+            .filter(|holder| *holder != key)
+            .cloned()
+            .collect();
+        sharers.sort();
+        sharers.dedup();
+        sharers
     }
 
     fn allocate_in(&self, pool: &Pool, service: &Service) -> Result<Assignment, AllocationError> {

@@ -11,7 +11,8 @@
 //! Service's addresses by an L2Advertisement that selects the address's pool and whose
 //! interfaces it has up (when its speaker says which it has), and, under
 //! `externalTrafficPolicy: Local`, has a ready endpoint of the Service. With no ready endpoint
-//! anywhere nothing is announced.
+//! anywhere nothing is announced. [`node_verdicts`] gives each node's verdict on its own, the
+//! very rules the election applies, so that tools can say why a node is not eligible.
 //!
 //! Inside a group each member is decided on its own: one that cannot be announced anywhere
 //! (no ready endpoint, no pool, no advertisement, no eligible node) is not announced, with its
@@ -353,41 +354,165 @@ impl Placement<'_> {
     }
 }
 
-/// Where `service` may be announced, or why nowhere.
-fn placement<'a>(inputs: &'a Inputs, service: &'a Service) -> Result<Placement<'a>, Reason> {
+/// Why a node may or may not announce a Service's addresses: the first rule it fails, in the
+/// order the module documentation gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Eligible,
+    /// Its speaker is not alive (gossip, or whatever the caller knows of liveness).
+    NotAlive,
+    /// The Node's `NetworkUnavailable` condition is true.
+    NetworkUnavailable,
+    /// The Node carries [`EXCLUDE_LABEL`].
+    Excluded,
+    /// `externalTrafficPolicy: Local`, and the node has no ready endpoint of the Service.
+    NoReadyEndpoint,
+    /// No L2Advertisement of the pools holding `ip` selects the node (`nodeSelectors`).
+    NotSelected {
+        ip: IpAddr,
+    },
+    /// Selected, but its speaker has none of the interfaces up that those advertisements
+    /// allow: `named`, or with `any_suitable` any suitable interface.
+    InterfacesDown {
+        named: BTreeSet<String>,
+        any_suitable: bool,
+    },
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Eligible => f.write_str("may announce"),
+            Verdict::NotAlive => f.write_str("its speaker is not alive"),
+            Verdict::NetworkUnavailable => f.write_str("its NetworkUnavailable condition is true"),
+            Verdict::Excluded => write!(f, "it is labelled {EXCLUDE_LABEL}"),
+            Verdict::NoReadyEndpoint => {
+                f.write_str("it has no ready endpoint of the Service (externalTrafficPolicy Local)")
+            }
+            Verdict::NotSelected { ip } => write!(
+                f,
+                "no L2Advertisement of the pool holding {ip} selects it (nodeSelectors)"
+            ),
+            Verdict::InterfacesDown {
+                named,
+                any_suitable,
+            } => {
+                let mut wanted: Vec<String> = named.iter().map(|name| quote(name)).collect();
+                if *any_suitable {
+                    wanted.push("a suitable interface".into());
+                }
+                write!(
+                    f,
+                    "its speaker has not {} up (the interfaces its L2Advertisements allow)",
+                    wanted.join(" or ")
+                )
+            }
+        }
+    }
+}
+
+/// Whether each node may announce `service`, by node name; or why no node may (no ready
+/// endpoint anywhere, an address in no pool, a pool without advertisement). The election
+/// decides with the same verdicts, so an explanation built on them cannot drift from it.
+pub fn node_verdicts(
+    inputs: &Inputs,
+    service: &Service,
+) -> Result<BTreeMap<String, Verdict>, Reason> {
+    let advertisements = advertisements_per_ip(inputs, service)?;
+    Ok(inputs
+        .nodes
+        .iter()
+        .map(|node| {
+            (
+                node.name.clone(),
+                verdict(inputs, service, &advertisements, node),
+            )
+        })
+        .collect())
+}
+
+/// For each of the Service's addresses, the advertisements of the pools holding it; or why
+/// nobody may announce it.
+fn advertisements_per_ip<'a>(
+    inputs: &'a Inputs,
+    service: &Service,
+) -> Result<Vec<(IpAddr, Vec<&'a Advertisement>)>, Reason> {
     if !service.has_ready_endpoint {
         return Err(Reason::NoReadyEndpoint);
     }
-    let advertisements = service
+    service
         .ips
         .iter()
         .map(|ip| Ok((*ip, advertisements_of(inputs, *ip)?)))
-        .collect::<Result<Vec<_>, Reason>>()?;
-    // Nodes that would be eligible whatever their interfaces, to tell the reasons apart.
-    let selected: Vec<&Node> = inputs
+        .collect()
+}
+
+fn verdict(
+    inputs: &Inputs,
+    service: &Service,
+    advertisements: &[(IpAddr, Vec<&Advertisement>)],
+    node: &Node,
+) -> Verdict {
+    if !inputs.alive.contains(&node.name) {
+        return Verdict::NotAlive;
+    }
+    if node.network_unavailable {
+        return Verdict::NetworkUnavailable;
+    }
+    if node.labels.contains_key(EXCLUDE_LABEL) {
+        return Verdict::Excluded;
+    }
+    if service.local && !service.ready_nodes.contains(&node.name) {
+        return Verdict::NoReadyEndpoint;
+    }
+    if let Some((ip, _)) = advertisements
+        .iter()
+        .find(|(_, list)| !list.iter().any(|a| a.selects_node(node)))
+    {
+        return Verdict::NotSelected { ip: *ip };
+    }
+    match advertisements
+        .iter()
+        .find(|(_, list)| !list.iter().any(|a| may_announce_for(inputs, a, node)))
+    {
+        Some((_, list)) => {
+            let selecting: Vec<&&Advertisement> =
+                list.iter().filter(|a| a.selects_node(node)).collect();
+            Verdict::InterfacesDown {
+                named: selecting
+                    .iter()
+                    .flat_map(|a| a.interfaces.iter().cloned())
+                    .collect(),
+                any_suitable: selecting.iter().any(|a| a.interfaces.is_empty()),
+            }
+        }
+        None => Verdict::Eligible,
+    }
+}
+
+/// Where `service` may be announced, or why nowhere.
+fn placement<'a>(inputs: &'a Inputs, service: &'a Service) -> Result<Placement<'a>, Reason> {
+    let advertisements = advertisements_per_ip(inputs, service)?;
+    let verdicts: Vec<(&Node, Verdict)> = inputs
         .nodes
         .iter()
-        .filter(|node| node_may_announce(inputs, node))
-        .filter(|node| !service.local || service.ready_nodes.contains(&node.name))
-        .filter(|node| {
-            advertisements
-                .iter()
-                .all(|(_, list)| list.iter().any(|a| a.selects_node(node)))
-        })
+        .map(|node| (node, verdict(inputs, service, &advertisements, node)))
+        .collect();
+    // Nodes that would be eligible whatever their interfaces, to tell the reasons apart.
+    let selected: Vec<&Node> = verdicts
+        .iter()
+        .filter(|(_, v)| matches!(v, Verdict::Eligible | Verdict::InterfacesDown { .. }))
+        .map(|(node, _)| *node)
         .collect();
     if selected.is_empty() {
         return Err(Reason::NoEligibleNode(Ineligible::NoNode {
             local: service.local,
         }));
     }
-    let nodes: BTreeMap<&str, &Node> = selected
+    let nodes: BTreeMap<&str, &Node> = verdicts
         .iter()
-        .filter(|node| {
-            advertisements
-                .iter()
-                .all(|(_, list)| list.iter().any(|a| may_announce_for(inputs, a, node)))
-        })
-        .map(|node| (node.name.as_str(), *node))
+        .filter(|(_, v)| *v == Verdict::Eligible)
+        .map(|(node, _)| (node.name.as_str(), *node))
         .collect();
     if nodes.is_empty() {
         let wanted: Vec<&&Advertisement> = advertisements
@@ -432,12 +557,6 @@ fn advertisements_of(inputs: &Inputs, ip: IpAddr) -> Result<Vec<&Advertisement>,
         });
     }
     Ok(advertisements)
-}
-
-fn node_may_announce(inputs: &Inputs, node: &Node) -> bool {
-    inputs.alive.contains(&node.name)
-        && !node.network_unavailable
-        && !node.labels.contains_key(EXCLUDE_LABEL)
 }
 
 /// Whether `node` may answer for `advertisement`: it selects the node, and the node has one
@@ -985,6 +1104,87 @@ mod tests {
         assert_eq!(
             interfaces_of(&outcomes, "web", "192.0.2.7"),
             names(&["eth0"])
+        );
+    }
+
+    #[test]
+    fn each_node_has_its_verdict_and_the_winner_is_among_the_eligible() {
+        let mut web = service("web", &["192.0.2.7"]);
+        web.local = true;
+        web.ready_nodes = names(&["ok", "dead", "down", "excluded", "elsewhere", "nolink"]);
+        let mut world = inputs(
+            &[
+                "ok",
+                "dead",
+                "down",
+                "excluded",
+                "no-endpoint",
+                "elsewhere",
+                "nolink",
+            ],
+            vec![web],
+        );
+        world.alive.remove("dead");
+        for node in &mut world.nodes {
+            match node.name.as_str() {
+                "down" => node.network_unavailable = true,
+                "excluded" => {
+                    node.labels.insert(EXCLUDE_LABEL.into(), String::new());
+                }
+                "elsewhere" => {
+                    node.labels.insert("zone".into(), "b".into());
+                }
+                _ => {}
+            }
+        }
+        world.advertisements[0].node_selectors = vec![LabelSelector {
+            match_expressions: vec![crate::selector::Requirement::NotIn(
+                "zone".into(),
+                names(&["b"]),
+            )],
+            ..LabelSelector::default()
+        }];
+        world
+            .links
+            .insert("nolink".into(), links(&["veth0"], false));
+        let verdicts = node_verdicts(&world, &world.services[0]).unwrap();
+        let expected = [
+            ("dead", Verdict::NotAlive),
+            ("down", Verdict::NetworkUnavailable),
+            (
+                "elsewhere",
+                Verdict::NotSelected {
+                    ip: "192.0.2.7".parse().unwrap(),
+                },
+            ),
+            ("excluded", Verdict::Excluded),
+            ("no-endpoint", Verdict::NoReadyEndpoint),
+            (
+                "nolink",
+                Verdict::InterfacesDown {
+                    named: BTreeSet::new(),
+                    any_suitable: true,
+                },
+            ),
+            ("ok", Verdict::Eligible),
+        ];
+        assert_eq!(
+            verdicts,
+            expected
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>()
+        );
+        assert_eq!(winner(&elect(&world), "web").as_deref(), Some("ok"));
+        assert_eq!(
+            verdicts["elsewhere"].to_string(),
+            "no L2Advertisement of the pool holding 192.0.2.7 selects it (nodeSelectors)"
+        );
+
+        world.services[0].has_ready_endpoint = false;
+        assert_eq!(
+            node_verdicts(&world, &world.services[0]),
+            Err(Reason::NoReadyEndpoint)
         );
     }
 

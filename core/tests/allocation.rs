@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use herald_core::addresses::{IpFamily, PoolAddresses};
 use herald_core::allocation::{
-    AllocationError, Allocator, Backend, FamilyPolicy, Pool, PoolAllocation, Protocol, Service,
-    ServiceKey, Sharing,
+    AllocationError, Allocator, Backend, Considered, FamilyPolicy, Pool, PoolAllocation,
+    PoolVerdict, Protocol, Rule, Service, ServiceKey, Sharing,
 };
 use herald_core::selector::{LabelSelector, Labels};
 use proptest::prelude::*;
@@ -311,6 +311,91 @@ fn service_allocation_restricts_pools_and_orders_them_by_priority() {
         "{err:?}"
     );
     assert!(err.to_string().contains("\"default\""), "{err}");
+}
+
+/// What `kubectl herald why` shows: every pool's verdict in the order allocation tries them,
+/// and what each candidate would give a Service that holds nothing.
+#[test]
+fn every_pool_is_considered_in_the_order_allocation_tries_them() {
+    let mut a = Allocator::new();
+    let team_a = PoolAllocation {
+        namespaces: BTreeSet::from(["team-a".to_string()]),
+        ..PoolAllocation::default()
+    };
+    a.set_pool(pool("any", &["203.0.113.0/32"]));
+    a.set_pool(restricted(
+        "a-high",
+        &["192.0.2.8/32"],
+        Some(10),
+        team_a.clone(),
+    ));
+    a.set_pool(restricted("a-unset", &["192.0.2.16/32"], None, team_a));
+    a.set_pool(Pool {
+        auto_assign: false,
+        ..pool("manual", &["198.51.100.0/32"])
+    });
+    a.set_pool(Pool {
+        hands_out: false,
+        ..pool("broken", &["198.51.100.8/32"])
+    });
+    let web = Service {
+        key: ServiceKey::new("team-a", "web"),
+        ..service("web")
+    };
+    assert_eq!(web.rule(), Rule::Automatic);
+    // Fill the first choice, so the Service gets the second.
+    let first = Service {
+        key: ServiceKey::new("team-a", "first"),
+        ..service("first")
+    };
+    assert_eq!(assigned(&mut a, &first), ips(&["192.0.2.8"]));
+    let considered = a.considered(&web);
+    let exhausted = AllocationError::PoolExhausted {
+        pool: "a-high".into(),
+        family: IpFamily::V4,
+    };
+    assert_eq!(
+        considered,
+        [
+            Considered {
+                pool: "a-high".into(),
+                verdict: PoolVerdict::Selects { priority: Some(10) },
+                offer: Some(Err(exhausted)),
+            },
+            Considered {
+                pool: "a-unset".into(),
+                verdict: PoolVerdict::Selects { priority: None },
+                offer: Some(Ok(ips(&["192.0.2.16"]))),
+            },
+            Considered {
+                pool: "any".into(),
+                verdict: PoolVerdict::AutoAssign,
+                offer: Some(Ok(ips(&["203.0.113.0"]))),
+            },
+            Considered {
+                pool: "broken".into(),
+                verdict: PoolVerdict::Invalid,
+                offer: None,
+            },
+            Considered {
+                pool: "manual".into(),
+                verdict: PoolVerdict::NotAutoAssign,
+                offer: None,
+            },
+        ]
+    );
+    // Allocation takes the first candidate with an offer.
+    assert_eq!(assigned(&mut a, &web), ips(&["192.0.2.16"]));
+    // Holding addresses, the Service is shown the order, not offers.
+    assert!(a.considered(&web).iter().all(|c| c.offer.is_none()));
+    let other = service("other");
+    assert!(matches!(
+        &a.considered(&other)[..2],
+        [
+            Considered { pool: p, verdict: PoolVerdict::AutoAssign, .. },
+            Considered { verdict: PoolVerdict::Refuses(_), .. },
+        ] if p == "any"
+    ));
 }
 
 #[test]

@@ -931,3 +931,120 @@ fn the_chart_renders_the_dashboard_and_the_alerts_when_enabled() {
         "monitoring objects render with the default values"
     );
 }
+
+/// Herald's Krew manifest: every field Krew requires, one archive per Linux platform named as a
+/// release of this version publishes it, and `scripts/krew-archive` packing a build so that the
+/// manifest it writes names that archive with its sha256 (what `kubectl krew install
+/// --manifest --archive` checks).
+#[test]
+fn the_krew_manifest_names_each_platforms_release_archive_and_the_local_packing_matches_it() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/krew/herald.yaml"))
+        .expect("reading deploy/krew/herald.yaml");
+    let manifest: Value = serde_yaml::from_str(&text).expect("the Krew manifest is YAML");
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(manifest["kind"], "Plugin");
+    // Krew installs `kubectl-<name>`: the plugin is `kubectl herald`.
+    assert_eq!(manifest["metadata"]["name"], "herald");
+    let spec = &manifest["spec"];
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(spec["version"], version.as_str());
+    let short = spec["shortDescription"].as_str().unwrap_or_default();
+    assert!(!short.is_empty() && short.len() <= 80, "{short:?}");
+    assert!(
+        spec["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("why SERVICE"))
+    );
+    let platforms = spec["platforms"].as_array().expect("spec.platforms");
+    let archive = |arch: &str| format!("kubectl-herald-{version}-linux-{arch}.tar.gz");
+    let mut arches = Vec::new();
+    for platform in platforms {
+        let labels = &platform["selector"]["matchLabels"];
+        assert_eq!(labels["os"], "linux", "{platform}");
+        let arch = labels["arch"].as_str().expect("selector arch").to_owned();
+        assert_eq!(
+            platform["uri"],
+            format!(
+                "https://github.com/herald-lb/herald/releases/download/{version}/{}",
+                archive(&arch)
+            ),
+        );
+        let sha256 = platform["sha256"].as_str().expect("sha256");
+        assert!(
+            sha256.len() == 64
+                && sha256
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+            "{sha256:?}"
+        );
+        assert_eq!(platform["bin"], "kubectl-herald");
+        assert_eq!(
+            platform["files"],
+            json!([{"from": "kubectl-herald", "to": "."}])
+        );
+        arches.push(arch);
+    }
+    assert_eq!(arches, ["amd64", "arm64"]);
+
+    // Packing a build: any executable stands in for it.
+    let out = tempfile::tempdir().expect("a temporary folder");
+    let binary = out.path().join("kubectl-herald-build");
+    std::fs::write(&binary, "#!/bin/sh\necho herald\n").unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let packed = Command::new(repo_root().join("scripts/krew-archive"))
+        .arg(&binary)
+        .arg(out.path().join("krew"))
+        .output()
+        .expect("running scripts/krew-archive");
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let stdout = String::from_utf8(packed.stdout).unwrap();
+    let [written, archive_path] = stdout.lines().collect::<Vec<_>>()[..] else {
+        panic!("two paths expected: {stdout}");
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no Krew platform for {other}"),
+    };
+    assert!(
+        archive_path.ends_with(&format!("/{}", archive(arch))),
+        "{archive_path}"
+    );
+    let listing = Command::new("tar")
+        .args(["-tzf", archive_path])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(listing.stdout).unwrap(),
+        "kubectl-herald\n"
+    );
+    let sum = Command::new("sha256sum")
+        .arg(archive_path)
+        .output()
+        .unwrap();
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    let sum = sum.split_whitespace().next().unwrap();
+    let written: Value = serde_yaml::from_str(&std::fs::read_to_string(written).unwrap()).unwrap();
+    let mine = written["spec"]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["selector"]["matchLabels"]["arch"] == arch)
+        .unwrap();
+    assert_eq!(mine["sha256"], sum);
+    // Everything else is the committed manifest.
+    let mut expected = manifest.clone();
+    for platform in expected["spec"]["platforms"].as_array_mut().unwrap() {
+        if platform["selector"]["matchLabels"]["arch"] == arch {
+            platform["sha256"] = json!(sum);
+        }
+    }
+    assert_eq!(written, expected);
+}

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use herald_tests::lab::{Lab, LabConfig, Reply, api_endpoint};
-use herald_tests::{cluster_api_server, lan, namespace_on, node};
+use herald_tests::lab::{Lab, LabConfig, Reply, WAIT, api_endpoint};
+use herald_tests::{cluster_api_server, eventually, lan, namespace_on, node};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -309,8 +309,78 @@ async fn demo(state: &Path) -> Lab {
         lab.nodes[node].name, lab.nodes[back].name
     ));
     say("  live ones, so addresses go back when their node does).");
+    pause().await;
+
+    step("A node loses echo-local's endpoint: kubectl herald why tells the whole story");
+    let before = lab.settled(LOCAL_SERVICE, local_ips[0]).await;
+    let node = lab.nodes[before].name.clone();
+    let pods = lab.pods().await;
+    let pod = pods
+        .iter()
+        .find(|p| p.node == node)
+        .expect("an echo Pod on every node");
+    say(&format!(
+        "  {node} answers for {LOCAL_SERVICE}. Cordoned, with its echo Pod deleted, it has no ready"
+    ));
+    say("  endpoint (the new Pod waits: one per node), so it may no longer answer.");
+    kubectl(&lab, &["cordon", &node]);
+    kubectl(&lab, &["delete", "pod", "-n", NAMESPACE, &pod.name]);
+    eventually(
+        WAIT,
+        &format!("{LOCAL_SERVICE} to leave {node}"),
+        || async { (lab.announcer(LOCAL_SERVICE).await != before).then_some(()) },
+    )
+    .await;
+    herald_why(&lab, LOCAL_SERVICE);
+    kubectl(&lab, &["uncordon", &node]);
+    let back = eventually(WAIT, &format!("an echo Pod on {node} again"), || async {
+        lab.pods()
+            .await
+            .into_iter()
+            .find(|p| p.node == node && p.name != pod.name)
+    })
+    .await;
+    let ready = format!("pod/{}", back.name);
+    kubectl(
+        &lab,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "-n",
+            NAMESPACE,
+            &ready,
+            "--timeout=60s",
+        ],
+    );
     explore(state, &lab, &cluster_ips, &local_ips);
     lab
+}
+
+/// `kubectl-herald`, built beside this program (`scripts/lab` builds it).
+fn plugin() -> PathBuf {
+    std::env::current_exe()
+        .expect("this program's path")
+        .with_file_name("kubectl-herald")
+}
+
+/// Runs `kubectl herald why` as a user would, and shows what it says.
+fn herald_why(lab: &Lab, service: &str) {
+    say(&format!("  $ kubectl herald why {service} -n {NAMESPACE}"));
+    let output = Command::new(plugin())
+        .arg("--kubeconfig")
+        .arg(lab.cluster.server().kubeconfig_path())
+        .args(["why", service, "-n", NAMESPACE])
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", plugin().display()));
+    let text = String::from_utf8_lossy(if output.status.success() {
+        &output.stdout
+    } else {
+        &output.stderr
+    })
+    .into_owned();
+    for line in text.lines() {
+        say(&format!("  {line}"));
+    }
 }
 
 fn explore(state: &Path, lab: &Lab, cluster_ips: &[IpAddr], local_ips: &[IpAddr]) {
@@ -320,6 +390,9 @@ fn explore(state: &Path, lab: &Lab, cluster_ips: &[IpAddr], local_ips: &[IpAddr]
     say(&format!("  kubectl get svc -n {NAMESPACE}"));
     say(&format!(
         "  kubectl describe svc -n {NAMESPACE} {LOCAL_SERVICE}"
+    ));
+    say(&format!(
+        "  kubectl herald why -n {NAMESPACE} {CLUSTER_SERVICE}      kubectl herald services -A"
     ));
     say("  kubectl get ipaddresspools -o wide");
     say(&format!("  kubectl get events -n {NAMESPACE}"));
@@ -353,6 +426,8 @@ fn write_explore_helpers(state: &Path, lab: &Lab) {
     let server = lab.cluster.server();
     std::os::unix::fs::symlink(server.bin_dir().join("kubectl"), bin.join("kubectl"))
         .expect("linking kubectl");
+    std::os::unix::fs::symlink(plugin(), bin.join("kubectl-herald"))
+        .expect("linking kubectl-herald");
     let hosts = [&lab.control_plane, &lab.client]
         .into_iter()
         .chain(lab.nodes.iter().map(|n| &n.host));
