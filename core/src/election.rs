@@ -87,15 +87,20 @@ pub struct Advertisement {
 
 impl Advertisement {
     fn selects_pool(&self, pool: &Pool) -> bool {
-        (self.pools.is_empty() && self.pool_selectors.is_empty())
-            || self.pools.contains(&pool.name)
-            || (!self.pool_selectors.is_empty()
-                && self.pool_selectors.iter().any(|s| s.matches(&pool.labels)))
+        selects_pool(&self.pools, &self.pool_selectors, pool)
     }
 
     fn selects_node(&self, node: &Node) -> bool {
         any_matches(&self.node_selectors, &node.labels)
     }
+}
+
+/// Whether an advertisement (layer 2 or BGP) with these pool names and pool selectors selects
+/// `pool`: with neither, it selects every pool.
+pub fn selects_pool(names: &BTreeSet<String>, selectors: &[LabelSelector], pool: &Pool) -> bool {
+    (names.is_empty() && selectors.is_empty())
+        || names.contains(&pool.name)
+        || selectors.iter().any(|s| s.matches(&pool.labels))
 }
 
 /// A Service with addresses, as the election sees it.
@@ -367,7 +372,7 @@ fn placement<'a>(inputs: &'a Inputs, service: &'a Service) -> Result<Placement<'
     let selected: Vec<&Node> = inputs
         .nodes
         .iter()
-        .filter(|node| node_may_announce(inputs, node))
+        .filter(|node| node_may_announce(&inputs.alive, node))
         .filter(|node| !service.local || service.ready_nodes.contains(&node.name))
         .filter(|node| {
             advertisements
@@ -434,8 +439,10 @@ fn advertisements_of(inputs: &Inputs, ip: IpAddr) -> Result<Vec<&Advertisement>,
     Ok(advertisements)
 }
 
-fn node_may_announce(inputs: &Inputs, node: &Node) -> bool {
-    inputs.alive.contains(&node.name)
+/// Whether `node` may announce anything at all, in layer 2 or over BGP: its speaker is alive,
+/// its network is available, and it is not excluded from external load balancers.
+pub fn node_may_announce(alive: &BTreeSet<String>, node: &Node) -> bool {
+    alive.contains(&node.name)
         && !node.network_unavailable
         && !node.labels.contains_key(EXCLUDE_LABEL)
 }
