@@ -88,15 +88,20 @@ pub struct Advertisement {
 
 impl Advertisement {
     fn selects_pool(&self, pool: &Pool) -> bool {
-        (self.pools.is_empty() && self.pool_selectors.is_empty())
-            || self.pools.contains(&pool.name)
-            || (!self.pool_selectors.is_empty()
-                && self.pool_selectors.iter().any(|s| s.matches(&pool.labels)))
+        selects_pool(&self.pools, &self.pool_selectors, pool)
     }
 
     fn selects_node(&self, node: &Node) -> bool {
         any_matches(&self.node_selectors, &node.labels)
     }
+}
+
+/// Whether an advertisement (layer 2 or BGP) with these pool names and pool selectors selects
+/// `pool`: with neither, it selects every pool.
+pub fn selects_pool(names: &BTreeSet<String>, selectors: &[LabelSelector], pool: &Pool) -> bool {
+    (names.is_empty() && selectors.is_empty())
+        || names.contains(&pool.name)
+        || selectors.iter().any(|s| s.matches(&pool.labels))
 }
 
 /// A Service with addresses, as the election sees it.
@@ -453,14 +458,8 @@ fn verdict(
     advertisements: &[(IpAddr, Vec<&Advertisement>)],
     node: &Node,
 ) -> Verdict {
-    if !inputs.alive.contains(&node.name) {
-        return Verdict::NotAlive;
-    }
-    if node.network_unavailable {
-        return Verdict::NetworkUnavailable;
-    }
-    if node.labels.contains_key(EXCLUDE_LABEL) {
-        return Verdict::Excluded;
+    if let Some(verdict) = node_standing(&inputs.alive, node) {
+        return verdict;
     }
     if service.local && !service.ready_nodes.contains(&node.name) {
         return Verdict::NoReadyEndpoint;
@@ -557,6 +556,25 @@ fn advertisements_of(inputs: &Inputs, ip: IpAddr) -> Result<Vec<&Advertisement>,
         });
     }
     Ok(advertisements)
+}
+
+/// Whether `node` may announce anything at all, in layer 2 or over BGP: its speaker is alive,
+/// its network is available, and it is not excluded from external load balancers.
+pub fn node_may_announce(alive: &BTreeSet<String>, node: &Node) -> bool {
+    node_standing(alive, node).is_none()
+}
+
+/// Why `node` may announce nothing at all, if it may not (see [`node_may_announce`]).
+fn node_standing(alive: &BTreeSet<String>, node: &Node) -> Option<Verdict> {
+    if !alive.contains(&node.name) {
+        Some(Verdict::NotAlive)
+    } else if node.network_unavailable {
+        Some(Verdict::NetworkUnavailable)
+    } else if node.labels.contains_key(EXCLUDE_LABEL) {
+        Some(Verdict::Excluded)
+    } else {
+        None
+    }
 }
 
 /// Whether `node` may answer for `advertisement`: it selects the node, and the node has one

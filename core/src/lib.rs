@@ -1,5 +1,6 @@
 pub mod addresses;
 pub mod allocation;
+pub mod bgp;
 pub mod election;
 pub mod fencing;
 pub mod lease;

@@ -174,3 +174,38 @@ pub fn label_selectors_schema(_: &mut SchemaGenerator) -> Schema {
         },
     })
 }
+
+/// A Go duration as the API writes them (`90s`, `1m30s`, `300ms`), which CEL's `duration()`
+/// parses; checked first so that a malformed one gets a message rather than an evaluation error.
+pub const DURATION: &str = "^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$";
+
+/// `#[schemars(schema_with)]` for a duration field `field` in whole seconds whose value must
+/// pass `range` (a CEL expression on `self`), explained by `range_message`.
+pub fn duration_schema(
+    _: &mut SchemaGenerator,
+    field: &str,
+    range: &str,
+    range_message: &str,
+) -> Schema {
+    let mut schema = json_schema!({
+        "description": format!("A duration such as 90s or 1m30s, in whole seconds ({field})."),
+        "type": "string",
+        "maxLength": 32,
+    });
+    for rule in [
+        Rule::new(format!("self.matches('{DURATION}')")).message(Message::Message(format!(
+            "{field} must be a duration such as 90s or 1m30s"
+        ))),
+        Rule::new(format!(
+            "!self.matches('{DURATION}') || duration(self).getMilliseconds() % 1000 == 0"
+        ))
+        .message(Message::Message(format!(
+            "{field} must be a whole number of seconds"
+        ))),
+        Rule::new(format!("!self.matches('{DURATION}') || ({range})"))
+            .message(Message::Message(format!("{field} {range_message}"))),
+    ] {
+        kube::core::validate(&mut schema, rule).expect("a CEL rule serializes");
+    }
+    schema
+}

@@ -441,3 +441,233 @@ async fn selectors_with_a_bad_operator_or_values_are_refused_at_admission() {
     .unwrap();
     pools.create(&dry_run, &pool).await.unwrap();
 }
+
+/// Creates `object` as a dry run and returns the API server's refusal, if any.
+async fn dry_run_refusal(
+    cluster: &TestCluster,
+    plural: &str,
+    object: serde_json::Value,
+) -> Option<String> {
+    let resource = kube::discovery::ApiResource {
+        group: "herald.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "herald.dev/v1alpha1".into(),
+        kind: object["kind"].as_str().unwrap().into(),
+        plural: plural.into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(cluster.client(), &resource);
+    let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match api.create(&params, &object).await {
+        Ok(_) => None,
+        Err(kube::Error::Api(status)) => Some(status.message),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// Checks each (spec, expected refusal) of kind `kind`: "" means accepted.
+async fn check_specs(
+    cluster: &TestCluster,
+    kind: &str,
+    plural: &str,
+    cases: Vec<(serde_json::Value, &str)>,
+) {
+    for (spec, expected) in cases {
+        let object = json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": kind,
+            "metadata": {"name": cluster.unique_name("x")},
+            "spec": spec,
+        });
+        match (expected, dry_run_refusal(cluster, plural, object).await) {
+            ("", None) => {}
+            ("", Some(message)) => panic!("{kind} {spec} was refused: {message}"),
+            (_, None) => panic!("{kind} {spec} was accepted; expected {expected:?}"),
+            (expected, Some(message)) => {
+                assert!(message.contains(expected), "{kind} {spec}: got {message:?}")
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bgp_peers_are_checked_like_metallb_checks_them() {
+    let cluster = test_cluster("bgppeer").await;
+    let peer = |extra: serde_json::Value| {
+        let mut spec = json!({"peerAddress": "198.51.100.1", "peerASN": 64513, "myASN": 64512});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    let cases = vec![
+        (
+            peer(json!({
+                "peerPort": 1179, "sourceAddress": "192.0.2.11", "routerID": "192.0.2.11",
+                "holdTime": "9s", "keepaliveTime": "3s", "connectTime": "5s",
+                "ebgpMultiHop": true, "bfdProfile": "fast", "enableGracefulRestart": true,
+                "passwordSecret": {"name": "tor", "namespace": "herald-system", "key": "pw"},
+                "nodeSelectors": [{"matchLabels": {"rack": "a"}}],
+            })),
+            "",
+        ),
+        (
+            peer(json!({"peerAddress": "2001:db8::1", "holdTime": "0s", "keepaliveTime": "0s"})),
+            "",
+        ),
+        (peer(json!({"holdTime": "1m30s"})), ""),
+        (
+            peer(json!({"peerAddress": "router"})),
+            "peerAddress must be an IPv4 or IPv6 address",
+        ),
+        (peer(json!({"peerASN": 0})), "spec.peerASN"),
+        (peer(json!({"myASN": 4294967296_u64})), "spec.myASN"),
+        (peer(json!({"peerPort": 0})), "spec.peerPort"),
+        (
+            peer(json!({"routerID": "2001:db8::1"})),
+            "routerID must be an IPv4 address",
+        ),
+        (
+            peer(json!({"sourceAddress": "2001:db8::1"})),
+            "sourceAddress and peerAddress must be of one address family",
+        ),
+        (
+            peer(json!({"holdTime": "2s"})),
+            "holdTime must be 0s or between 3s and 65535s",
+        ),
+        (
+            peer(json!({"holdTime": "90"})),
+            "holdTime must be a duration such as 90s or 1m30s",
+        ),
+        (
+            peer(json!({"holdTime": "1500ms"})),
+            "holdTime must be a whole number of seconds",
+        ),
+        (
+            peer(json!({"holdTime": "20h"})),
+            "holdTime must be 0s or between 3s and 65535s",
+        ),
+        (
+            peer(json!({"holdTime": "9s", "keepaliveTime": "9s"})),
+            "keepaliveTime must be lower than holdTime",
+        ),
+        (
+            peer(json!({"keepaliveTime": "30000s"})),
+            "keepaliveTime without holdTime",
+        ),
+        (
+            peer(json!({"connectTime": "0s"})),
+            "connectTime must be between 1s and 65535s",
+        ),
+        (
+            peer(json!({"myASN": 64513, "ebgpMultiHop": true})),
+            "ebgpMultiHop is for eBGP",
+        ),
+        (
+            peer(json!({"passwordSecret": {"namespace": "herald-system"}})),
+            "spec.passwordSecret.name",
+        ),
+        (
+            json!({"peerAddress": "198.51.100.1", "myASN": 64512}),
+            "spec.peerASN",
+        ),
+    ];
+    check_specs(&cluster, "BGPPeer", "bgppeers", cases).await;
+}
+
+#[tokio::test]
+async fn bgp_advertisements_and_bfd_profiles_refuse_what_frr_cannot_do() {
+    let cluster = test_cluster("bgpadv").await;
+    let cases = vec![
+        (
+            json!({
+                "ipAddressPools": ["lan"], "ipAddressPoolSelectors": [{"matchLabels": {"bgp": "yes"}}],
+                "peers": ["tor"], "nodeSelectors": [{"matchLabels": {"rack": "a"}}],
+                "aggregationLength": 24, "aggregationLengthV6": 64, "localPref": 200,
+                "communities": ["65535:65282", "0:0", "large:4294967295:1:2"],
+            }),
+            "",
+        ),
+        (json!({}), ""),
+        (json!({"aggregationLength": 33}), "spec.aggregationLength"),
+        (json!({"aggregationLength": 0}), "spec.aggregationLength"),
+        (
+            json!({"aggregationLengthV6": 129}),
+            "spec.aggregationLengthV6",
+        ),
+        (
+            json!({"communities": ["65536:1"]}),
+            "community \"65536:1\" is neither standard",
+        ),
+        (
+            json!({"communities": ["no-export"]}),
+            "community \"no-export\" is neither standard",
+        ),
+        (
+            json!({"communities": ["large:1:2"]}),
+            "community \"large:1:2\" is neither standard",
+        ),
+        (
+            json!({"communities": ["large:1:2:4294967296"]}),
+            "is neither standard",
+        ),
+        (json!({"localPref": -1}), "spec.localPref"),
+    ];
+    check_specs(&cluster, "BGPAdvertisement", "bgpadvertisements", cases).await;
+
+    let cases = vec![
+        (
+            json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3,
+                   "echoInterval": 50, "echoMode": true, "passiveMode": true, "minimumTtl": 254}),
+            "",
+        ),
+        (json!({"receiveInterval": 9}), "spec.receiveInterval"),
+        (json!({"transmitInterval": 60001}), "spec.transmitInterval"),
+        (json!({"detectMultiplier": 1}), "spec.detectMultiplier"),
+        (json!({"detectMultiplier": 256}), "spec.detectMultiplier"),
+        (json!({"minimumTtl": 255}), "spec.minimumTtl"),
+    ];
+    check_specs(&cluster, "BFDProfile", "bfdprofiles", cases).await;
+}
+
+#[tokio::test]
+async fn kubectl_get_prints_the_bgp_session_state_columns() {
+    let cluster = test_cluster("bgpsession").await;
+    let sessions: Api<herald_crds::BGPSessionState> = Api::all(cluster.client());
+    let name = cluster.unique_name("node-a-tor");
+    sessions
+        .create(
+            &PostParams::default(),
+            &herald_crds::BGPSessionState::new(&name, herald_crds::BGPSessionStateSpec {}),
+        )
+        .await
+        .unwrap();
+    let status = json!({
+        "apiVersion": "herald.dev/v1alpha1", "kind": "BGPSessionState",
+        "status": {"node": "node-a", "peer": "tor", "peerAddress": "198.51.100.1",
+                   "bgpState": "Established", "bfdState": "Up", "prefixesAdvertised": 3,
+                   "lastTransitionTime": "2026-11-21T00:00:00Z"}
+    });
+    sessions
+        .patch_status(
+            &name,
+            &PatchParams::apply("herald-speaker").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    let table = cluster.kubectl(&["get", "bgpsession", &name]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "NODE", "PEER", "BGP", "BFD", "PREFIXES", "AGE"]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..6],
+        [name.as_str(), "node-a", "tor", "Established", "Up", "3"]
+    );
+}
