@@ -1,6 +1,7 @@
 //! herald-speaker: elects the node that answers for each address and answers ARP and NDP.
 
 pub mod announce;
+pub mod frr;
 pub mod gossip_auth;
 pub mod heartbeat;
 pub mod link;
