@@ -7,13 +7,16 @@
 //! tests made. Tests name cluster-scoped objects with [`TestCluster::unique_name`] so that
 //! they never meet.
 
+pub mod bgp_lan;
 pub mod bridge;
+pub mod frr;
 pub mod gossip_key;
 pub mod install;
 pub mod lab;
 pub mod lan;
 pub mod node;
 pub mod objects;
+pub mod router;
 pub mod speaker_lan;
 mod tied;
 

@@ -161,7 +161,8 @@ impl Frr {
         if output.status.success() {
             return Ok(());
         }
-        let said = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+        let said =
+            String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
         Err(format!(
             "frr-reload.py {mode} {} exited with {}: {}",
             file.display(),
@@ -195,9 +196,7 @@ impl Frr {
     }
 
     pub async fn neighbors(&self) -> Result<Vec<Neighbor>, FrrError> {
-        let json = self
-            .vtysh("show bgp vrf default neighbors json")
-            .await?;
+        let json = self.vtysh("show bgp vrf default neighbors json").await?;
         Ok(state::parse_neighbors(&json)?)
     }
 
@@ -260,7 +259,9 @@ fn write_file(path: &Path, text: &str) -> Result<(), FrrError> {
 }
 
 async fn run(mut command: Command, program: &str) -> Result<Output, FrrError> {
-    command.kill_on_drop(true).stdin(std::process::Stdio::null());
+    command
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
     let run_error = |reason: String| FrrError::Run {
         program: program.to_string(),
         reason,
@@ -325,7 +326,11 @@ fn strip_timestamp(line: &str) -> &str {
         && bytes[7] == b'-'
         && bytes[13] == b':'
         && bytes[19] == b',';
-    if stamped { line[23..].trim_start() } else { line }
+    if stamped {
+        line[23..].trim_start()
+    } else {
+        line
+    }
 }
 
 #[cfg(test)]
@@ -355,9 +360,7 @@ mod tests {
         assert!(!message.contains("Traceback"), "{message}");
         assert!(!message.contains("mark_show_run"), "{message}");
         assert!(
-            message.ends_with(
-                "VtyshException: vtysh (show running-config) exited with status 1:"
-            ),
+            message.ends_with("VtyshException: vtysh (show running-config) exited with status 1:"),
             "{message}"
         );
         assert!(!message.contains('\u{1b}'), "{message}");

@@ -424,7 +424,10 @@ mod tests {
         let problem = |peer| neighbor(&neighbors, peer).problem().unwrap();
         // The router was configured for AS 64999 from this node.
         let refused = problem("192.0.2.3");
-        assert!(refused.contains("refused this node's AS 64512"), "{refused}");
+        assert!(
+            refused.contains("refused this node's AS 64512"),
+            "{refused}"
+        );
         assert!(refused.contains("myASN"), "{refused}");
         // This node expects AS 64501; the router is in 64500.
         let wrong_peer = problem("192.0.2.5");
@@ -433,10 +436,16 @@ mod tests {
         let password = problem("192.0.2.2");
         assert!(password.contains("password mismatch"), "{password}");
         let unreachable = problem("198.51.100.99");
-        assert!(unreachable.contains("no route to 198.51.100.99"), "{unreachable}");
+        assert!(
+            unreachable.contains("no route to 198.51.100.99"),
+            "{unreachable}"
+        );
         // Nothing listens on the port this node connects to.
         let refused_port = problem("192.0.2.6");
-        assert!(refused_port.contains("refuses the connection"), "{refused_port}");
+        assert!(
+            refused_port.contains("refuses the connection"),
+            "{refused_port}"
+        );
         assert_eq!(neighbor(&neighbors, "192.0.2.1").problem(), None);
     }
 
