@@ -190,6 +190,24 @@ async fn the_router_learns_an_address_from_every_node_and_the_client_reaches_it(
         "the client reached {SERVICE} through the router: {answered:?}"
     );
 
+    // A configuration FRR does not understand changes nothing, and says why in FRR's words.
+    let node = &lan.nodes[0];
+    let frr = driver(node);
+    let applied = std::fs::read_to_string(frr.config_path()).expect("frr.conf");
+    let broken = applied.replace(" no bgp ebgp-requires-policy\n", " bgp no-such-command\n");
+    let Outcome::Rejected(message) = frr.apply(&broken).await else {
+        panic!("FRR took a configuration with an unknown command");
+    };
+    assert!(
+        message.contains("% Unknown command:  bgp no-such-command"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(frr.config_path()).expect("frr.conf"),
+        applied
+    );
+    assert_eq!(gateways(&lan, SERVICE), all);
+
     // The driver reads the session back: up, with the address advertised.
     let sessions = driver(&lan.nodes[0]).sessions().await.expect("sessions");
     assert_eq!(sessions.len(), 1, "{sessions:#?}");
