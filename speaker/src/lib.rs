@@ -2,6 +2,7 @@
 
 pub mod announce;
 pub mod bgp;
+pub mod frr;
 pub mod gossip_auth;
 pub mod heartbeat;
 pub mod link;

@@ -12,6 +12,13 @@ pub struct Protocol {
     pub protocol: String,
 }
 
+/// How applying a configuration to FRR ended: `applied`, `rejected` (by FRR's check, nothing
+/// changed) or `failed` (the reload itself).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadResult {
+    pub result: String,
+}
+
 /// Why a gossip datagram was dropped (`gossip_auth::Rejected::reason`, or `unknown_sender`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropReason {
@@ -83,6 +90,7 @@ pub struct Metrics {
     pub gossip_dropped: Family<DropReason, Counter>,
     pub gossip_send_failures: Counter,
     pub gossip_keys: Family<GossipKey, Gauge>,
+    pub bgp_reloads: Family<ReloadResult, Counter>,
 }
 
 impl Metrics {
@@ -165,6 +173,11 @@ impl Metrics {
             "gossip_keys",
             "The gossip keys this speaker accepts (1 each), by id; signing=\"true\" for the one it signs with",
             metrics.gossip_keys.clone(),
+        );
+        registry.sub_registry_with_prefix("herald_bgp").register(
+            "reloads",
+            "Configurations applied to FRR with frr-reload.py, by result",
+            metrics.bgp_reloads.clone(),
         );
         metrics
     }

@@ -8,13 +8,16 @@
 //! they never meet.
 
 pub mod answers;
+pub mod bgp_lan;
 pub mod bridge;
+pub mod frr;
 pub mod gossip_key;
 pub mod install;
 pub mod lab;
 pub mod lan;
 pub mod node;
 pub mod objects;
+pub mod router;
 pub mod speaker_lan;
 mod tied;
 

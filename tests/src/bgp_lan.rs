@@ -1,0 +1,104 @@
+//! A LAN for BGP tests: a top-of-rack router running BIRD 2 ([`Router`]), nodes running FRR
+//! ([`FrrNode`]) on the router's LAN, and a client on a network of its own behind the router,
+//! so that it reaches the nodes' addresses only through the routes the router learnt.
+//! Documentation addresses only: the LAN is `192.0.2.0/24` (router `.1`, node `n` at
+//! `192.0.2.<10+n>`), the client's network `198.51.100.0/24` (router `.1`, client `.100`).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::frr::FrrNode;
+use crate::lan::{self, Host, Lan};
+use crate::router::{BirdNeighbor, Router, bird_config};
+
+/// The router's AS, and the nodes'.
+pub const ROUTER_ASN: u32 = 64500;
+pub const NODE_ASN: u32 = 64512;
+pub const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+
+pub struct BgpLan {
+    // Dropped in this order: the processes before the namespaces they run in.
+    pub nodes: Vec<FrrNode>,
+    pub router: Router,
+    pub client: Host,
+    pub lan: Lan,
+}
+
+impl BgpLan {
+    /// A router peering with `node_count` nodes (`node1`...), each running FRR with an empty
+    /// configuration; `neighbor_options` go into each of the router's BGP neighbors (`bfd on;`).
+    pub fn new(name: &str, node_count: u8, neighbor_options: &str) -> BgpLan {
+        let mut lan = Lan::new(name);
+        let router_host = lan.add_host("router", 1);
+        let client_netns = lan.add_behind(&router_host, "client", "eth1");
+        router_host.run("ip", &["address", "add", "198.51.100.1/24", "dev", "eth1"]);
+        router_host.run("ip", &["link", "set", "eth1", "up"]);
+        lan::sysctl(&router_host.netns, &["net.ipv4.ip_forward=1"]);
+        let client = Host {
+            name: "client".into(),
+            netns: client_netns,
+            ipv4: CLIENT,
+            ..router_host.clone()
+        };
+        client.run(
+            "ip",
+            &["address", "add", &format!("{CLIENT}/24"), "dev", "eth0"],
+        );
+        client.run("ip", &["link", "set", "eth0", "up"]);
+        client.run("ip", &["route", "add", "default", "via", "198.51.100.1"]);
+
+        let hosts: Vec<Host> = (1..=node_count)
+            .map(|n| {
+                let host = lan.add_host(&format!("node{n}"), 10 + n);
+                // Answers to the client go back through the router.
+                host.run(
+                    "ip",
+                    &["route", "add", "default", "via", &ROUTER.to_string()],
+                );
+                host
+            })
+            .collect();
+        let router = Router::start(
+            &router_host,
+            &bird_config(
+                ROUTER,
+                ROUTER_ASN,
+                &Self::neighbors(&hosts, neighbor_options),
+            ),
+        );
+        let nodes = hosts.iter().map(FrrNode::start).collect();
+        BgpLan {
+            nodes,
+            router,
+            client,
+            lan,
+        }
+    }
+
+    /// The router's neighbor for each node host: protocol `node<n>`, in [`NODE_ASN`].
+    pub fn neighbors(hosts: &[Host], options: &str) -> Vec<BirdNeighbor> {
+        hosts
+            .iter()
+            .map(|host| BirdNeighbor {
+                name: host.name.clone(),
+                address: IpAddr::V4(host.ipv4),
+                asn: NODE_ASN,
+                options: options.to_string(),
+            })
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> &FrrNode {
+        self.nodes
+            .iter()
+            .find(|n| n.host.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> &mut FrrNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.host.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+}
