@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use herald_crds::L2Advertisement;
+use herald_crds::label_selector;
 use herald_speaker::heartbeat;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeLabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
@@ -112,8 +114,12 @@ fn advertisement(advertisement: &L2Advertisement) -> AdvertisementView {
     ) {
         (true, true) => "every pool".to_owned(),
         (false, true) => spec.ip_address_pools.join(","),
-        (true, false) => "by selector".to_owned(),
-        (false, false) => format!("{} and by selector", spec.ip_address_pools.join(",")),
+        (true, false) => selectors(&spec.ip_address_pool_selectors),
+        (false, false) => format!(
+            "{} or {}",
+            spec.ip_address_pools.join(","),
+            selectors(&spec.ip_address_pool_selectors)
+        ),
     };
     AdvertisementView {
         name: advertisement.name_any(),
@@ -126,9 +132,21 @@ fn advertisement(advertisement: &L2Advertisement) -> AdvertisementView {
         nodes: if spec.node_selectors.is_empty() {
             "every node".to_owned()
         } else {
-            "by selector".to_owned()
+            selectors(&spec.node_selectors)
         },
     }
+}
+
+/// Label selectors as kubectl writes them, any of them matching.
+fn selectors(selectors: &[KubeLabelSelector]) -> String {
+    selectors
+        .iter()
+        .map(|selector| match label_selector(selector) {
+            Ok(selector) => selector.to_string(),
+            Err(e) => format!("invalid ({e})"),
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 pub fn render(status: &Status) -> String {

@@ -2,6 +2,7 @@
 //! L2Advertisements' node and pool selectors.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -89,6 +90,29 @@ impl LabelSelector {
     }
 }
 
+/// kubectl's selector syntax: `zone=a,tier in (edge,web),!spare`; `everything` when empty.
+impl fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |values: &BTreeSet<String>| values.iter().cloned().collect::<Vec<_>>().join(",");
+        let terms: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .chain(self.match_expressions.iter().map(|r| match r {
+                Requirement::In(key, values) => format!("{key} in ({})", join(values)),
+                Requirement::NotIn(key, values) => format!("{key} notin ({})", join(values)),
+                Requirement::Exists(key) => key.clone(),
+                Requirement::DoesNotExist(key) => format!("!{key}"),
+            }))
+            .collect();
+        if terms.is_empty() {
+            f.write_str("everything")
+        } else {
+            f.write_str(&terms.join(","))
+        }
+    }
+}
+
 /// Whether any of `selectors` matches; an empty list matches everything.
 pub fn any_matches(selectors: &[LabelSelector], labels: &Labels) -> bool {
     selectors.is_empty() || selectors.iter().any(|s| s.matches(labels))
@@ -152,5 +176,23 @@ mod tests {
             ..LabelSelector::default()
         };
         assert!(any_matches(&[selector, other], &labels(&[("team", "b")])));
+    }
+
+    #[test]
+    fn a_selector_reads_as_kubectl_writes_it() {
+        let selector = LabelSelector {
+            match_labels: Labels::from([("zone".into(), "a".into())]),
+            match_expressions: vec![
+                Requirement::parse("tier", "In", &["web".into(), "edge".into()]).unwrap(),
+                Requirement::parse("spare", "DoesNotExist", &[]).unwrap(),
+                Requirement::parse("gpu", "Exists", &[]).unwrap(),
+                Requirement::parse("rack", "NotIn", &["r1".into()]).unwrap(),
+            ],
+        };
+        assert_eq!(
+            selector.to_string(),
+            "zone=a,tier in (edge,web),!spare,gpu,rack notin (r1)"
+        );
+        assert_eq!(LabelSelector::default().to_string(), "everything");
     }
 }
