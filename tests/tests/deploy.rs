@@ -160,6 +160,133 @@ async fn the_chart_is_accepted_by_the_api_server_with_and_without_options() {
     assert!(options.contains("--load-balancer-class=example.com/herald"));
     assert!(!options.contains("kind: PodDisruptionBudget"));
     dry_run_apply(&cluster, &options);
+    dry_run_apply(
+        &cluster,
+        &helm_template(&["--set", "speaker.bgp.enabled=true"]),
+    );
+}
+
+/// A `name=value` line of scripts/build-frr-image: the chart must agree with the image.
+fn frr_image_setting(name: &str) -> String {
+    let script = std::fs::read_to_string(repo_root().join("scripts/build-frr-image"))
+        .expect("reading scripts/build-frr-image");
+    script
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("scripts/build-frr-image sets no {name}"))
+        .to_owned()
+}
+
+/// The speaker DaemonSet's Pod spec as the chart renders it with `extra` arguments.
+fn speaker_pod(extra: &[&str]) -> Value {
+    install::parse_documents(&helm_template(extra))
+        .expect("the chart renders YAML")
+        .into_iter()
+        .find(|o| o["kind"] == "DaemonSet")
+        .expect("a DaemonSet")["spec"]["template"]["spec"]
+        .clone()
+}
+
+/// With `speaker.bgp.enabled` the speaker Pod runs FRR beside the speaker, both from the FRR
+/// image, sharing FRR's configuration and socket folders; the speaker is in the group that may
+/// use FRR's sockets and FRR has the capabilities the image's check starts it with.
+#[test]
+fn the_chart_adds_the_frr_sidecar_when_bgp_is_enabled() {
+    let pod = speaker_pod(&[
+        "--set",
+        "speaker.bgp.enabled=true,speaker.bgp.image.tag=test",
+    ]);
+    let containers = pod["containers"].as_array().expect("containers");
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["speaker", "frr"]);
+    let (speaker, frr) = (&containers[0], &containers[1]);
+    for container in [speaker, frr] {
+        assert_eq!(container["image"], "ghcr.io/herald-lb/herald-frr:test");
+        let mounts: BTreeMap<&str, &str> = container["volumeMounts"]
+            .as_array()
+            .expect("volumeMounts")
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap(),
+                    m["mountPath"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(mounts.get("frr-config"), Some(&"/etc/frr"), "{container}");
+        assert_eq!(
+            mounts.get("frr-sockets"),
+            Some(&"/var/run/frr"),
+            "{container}"
+        );
+    }
+    let args: Vec<&str> = speaker["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for flag in [
+        "--bgp",
+        "--frr-config-dir=/etc/frr",
+        "--frr-socket-dir=/var/run/frr",
+    ] {
+        assert!(args.contains(&flag), "the speaker lacks {flag}: {args:?}");
+    }
+    assert_eq!(
+        frr["command"],
+        Value::Null,
+        "FRR runs the image's entrypoint"
+    );
+    let volumes: BTreeMap<&str, &Value> = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v))
+        .collect();
+    for volume in ["frr-config", "frr-sockets"] {
+        assert!(
+            volumes[volume]["emptyDir"].is_object(),
+            "{volume} is not an emptyDir: {:?}",
+            volumes.get(volume)
+        );
+    }
+    assert_eq!(
+        pod["securityContext"]["supplementalGroups"],
+        json!([frr_image_setting("frrvty_gid").parse::<u32>().unwrap()]),
+        "the speaker must be in the image's frrvty group"
+    );
+    let added: BTreeSet<String> = frr["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .expect("FRR's capabilities")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_lowercase())
+        .collect();
+    let checked: BTreeSet<String> = frr_image_setting("frr_capabilities")
+        .trim_matches(['(', ')'])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        added, checked,
+        "the FRR container's capabilities differ from those scripts/build-frr-image --check \
+         starts FRR with"
+    );
+    assert_eq!(
+        frr["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+
+    let layer2 = speaker_pod(&[]);
+    assert_eq!(layer2["containers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        layer2["containers"][0]["image"],
+        "ghcr.io/herald-lb/herald:0.1.0"
+    );
+    assert_eq!(layer2["securityContext"]["supplementalGroups"], Value::Null);
 }
 
 #[test]

@@ -3,6 +3,11 @@
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
+{{/* The image of the speaker Pod's containers when BGP is on: FRR, FRR's tools and the speaker. */}}
+{{- define "herald.bgpImage" -}}
+{{ .Values.speaker.bgp.image.repository }}:{{ .Values.speaker.bgp.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
 {{/* Labels on every object; "component" is controller or speaker. */}}
 {{- define "herald.labels" -}}
 app.kubernetes.io/name: herald
