@@ -100,6 +100,10 @@ pub enum EventReason {
     Announcing,
     /// Another host on the LAN uses an address.
     AddressConflict,
+    /// A node's BGP session with a BGPPeer reached Established.
+    BgpSessionUp,
+    /// A node's BGP session with a BGPPeer left Established.
+    BgpSessionDown,
 }
 
 impl EventReason {
@@ -112,6 +116,8 @@ impl EventReason {
             EventReason::InvalidSpec => "InvalidSpec",
             EventReason::Announcing => "Announcing",
             EventReason::AddressConflict => "AddressConflict",
+            EventReason::BgpSessionUp => "BGPSessionUp",
+            EventReason::BgpSessionDown => "BGPSessionDown",
         }
     }
 }
