@@ -104,6 +104,9 @@ pub enum EventReason {
     BgpSessionUp,
     /// A node's BGP session with a BGPPeer left Established.
     BgpSessionDown,
+    /// BGP objects that cannot be followed together as written (two peers at one address,
+    /// clashing ASNs on one node...); the note says what is done instead.
+    BgpConflict,
 }
 
 impl EventReason {
@@ -118,6 +121,7 @@ impl EventReason {
             EventReason::AddressConflict => "AddressConflict",
             EventReason::BgpSessionUp => "BGPSessionUp",
             EventReason::BgpSessionDown => "BGPSessionDown",
+            EventReason::BgpConflict => "BGPConflict",
         }
     }
 }

@@ -81,7 +81,7 @@ async fn session_marks(lab: &BgpSpeakerLan, i: usize) -> (String, u64, u64) {
 #[tokio::test]
 async fn services_are_advertised_from_their_nodes_and_sessions_show_where_users_look() {
     let _one = ONE_LAB_AT_A_TIME.lock().await;
-    let lab = lab("bgp-speaker", 3, "").await;
+    let mut lab = lab("bgp-speaker", 3, "").await;
     let web = address(100);
     let mut servers: Vec<_> = lab.frr.iter().map(|node| serve(node, &web)).collect();
     let peer = lab.peer("tor", serde_json::json!({})).await;
@@ -89,29 +89,47 @@ async fn services_are_advertised_from_their_nodes_and_sessions_show_where_users_
     lab.lab.service("web", &[&web], false, &[0]).await;
 
     // Cluster: every node advertises it, the router spreads it over them, the client gets in.
-    wait_for_gateways(&lab, &web, &[0, 1, 2], "a route to web through all three nodes").await;
+    wait_for_gateways(
+        &lab,
+        &web,
+        &[0, 1, 2],
+        "a route to web through all three nodes",
+    )
+    .await;
     let answered = client_reaches(&lab.outside, &web);
     assert!(
         answered.as_deref().is_some_and(|n| n.starts_with("node")),
         "the client reached {web} through the router: {answered:?}"
     );
     for i in 0..3 {
-        let state = session_state(&lab, i, &peer, "an Established session with 1 prefix", |s| {
-            s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1)
-        })
+        let state = session_state(
+            &lab,
+            i,
+            &peer,
+            "an Established session with 1 prefix",
+            |s| s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1),
+        )
         .await;
-        assert_eq!((state.node.as_str(), state.peer.as_str()), (lab.node(i), &*peer));
+        assert_eq!(
+            (state.node.as_str(), state.peer.as_str()),
+            (lab.node(i), &*peer)
+        );
         assert_eq!(state.reason, None);
     }
     let message = lab.lab.announced("web", "Announced").await;
     let nodes = (0..3).map(|i| lab.node(i)).collect::<Vec<_>>().join(", ");
     assert!(
-        message.contains(&format!("advertised over BGP by nodes {nodes} to peer {peer}")),
+        message.contains(&format!(
+            "advertised over BGP by nodes {nodes} to peer {peer}"
+        )),
         "{message}"
     );
     let metrics = lab.lab.metrics(0);
     assert!(metrics.contains("herald_bgp_sessions_up 1"), "{metrics}");
-    assert!(metrics.contains("herald_bgp_prefixes_advertised 1"), "{metrics}");
+    assert!(
+        metrics.contains("herald_bgp_prefixes_advertised 1"),
+        "{metrics}"
+    );
 
     // Local: only the node with the ready endpoint advertises it.
     let local = address(101);
@@ -171,6 +189,22 @@ async fn services_are_advertised_from_their_nodes_and_sessions_show_where_users_
         "50 Services added: routes on the router {added:?} after the first was created; \
          removed: {churned:?} in all; no session reset"
     );
+
+    // A graceful stop withdraws the node's routes before the speaker exits; its FRR runs on,
+    // as a sidecar does, so the router drops them because it was told to.
+    let mut stopping = lab.lab.terminate_speaker(0);
+    let stopped = Instant::now();
+    wait_for_gateways(
+        &lab,
+        &web,
+        &[1, 2],
+        "node0's route withdrawn on its graceful stop",
+    )
+    .await;
+    let withdrawn = stopped.elapsed();
+    let status = stopping.wait().expect("the speaker exits");
+    assert!(status.success(), "{status}");
+    println!("graceful stop: node0's route withdrawn {withdrawn:?} after SIGTERM");
     drop(servers);
 }
 
@@ -194,7 +228,10 @@ async fn a_wrong_asn_and_a_missing_password_secret_show_on_the_session_state() {
     // The right AS, and a password Secret that does not exist: FRR is not configured for the
     // peer, and its state says why.
     let peer = lab
-        .peer("tor", serde_json::json!({"passwordSecret": {"name": "tor-password"}}))
+        .peer(
+            "tor",
+            serde_json::json!({"passwordSecret": {"name": "tor-password"}}),
+        )
         .await;
     let state = session_state(&lab, 0, &peer, "a reason about the Secret", |s| {
         s.reason
@@ -203,8 +240,8 @@ async fn a_wrong_asn_and_a_missing_password_secret_show_on_the_session_state() {
     })
     .await;
     println!("missing Secret: {state:?}");
-    // Created, and matching the router's (which has none: BIRD then refuses the session's
-    // signed segments), the reason moves on from the Secret.
+    // Created while the router has no password for the node: the router's kernel drops the
+    // signed segments, and the reason says to compare the passwords.
     Api::<Secret>::namespaced(lab.lab.cluster.client(), lab.lab.cluster.namespace())
         .create(
             &PostParams::default(),
@@ -216,8 +253,10 @@ async fn a_wrong_asn_and_a_missing_password_secret_show_on_the_session_state() {
         )
         .await
         .unwrap();
-    let state = session_state(&lab, 0, &peer, "a reason that is not the Secret", |s| {
-        s.reason.as_deref().is_some_and(|r| !r.contains("tor-password"))
+    let state = session_state(&lab, 0, &peer, "a reason about the password", |s| {
+        s.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("password mismatch"))
     })
     .await;
     println!("password set, router without one: {state:?}");

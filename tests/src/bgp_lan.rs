@@ -149,4 +149,3 @@ pub fn client_reaches(client: &Host, address: &str) -> Option<String> {
     let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
     (output.status.success() && !said.is_empty()).then_some(said)
 }
-

@@ -166,6 +166,19 @@ impl Bgp {
         });
         for problem in problems.difference(&self.reported_problems) {
             warn!(%problem, "BGP configuration problem");
+            if reporter {
+                let (kind, name) = problem_object(problem);
+                let regarding = ObjectReference {
+                    api_version: Some("herald.dev/v1alpha1".into()),
+                    kind: Some(kind.into()),
+                    name: Some(name.to_owned()),
+                    ..ObjectReference::default()
+                };
+                self.publisher.submit(
+                    event(true, EventReason::BgpConflict, &problem.to_string()),
+                    regarding,
+                );
+            }
         }
         self.reported_problems = problems;
         if reporter {
@@ -309,6 +322,18 @@ impl Bgp {
         self.metrics
             .bgp_prefixes_advertised
             .set(i64::try_from(prefixes).unwrap_or(i64::MAX));
+    }
+}
+
+/// The object an Event about `problem` is on: the BGPPeer or BGPAdvertisement to change.
+fn problem_object(problem: &Problem) -> (&'static str, &str) {
+    match problem {
+        Problem::DuplicatePeerAddress { peer, .. }
+        | Problem::InstanceConflict { peer, .. }
+        | Problem::LocalPrefConflict { peer, .. } => ("BGPPeer", peer),
+        Problem::AggregationWiderThanPool { advertisement, .. } => {
+            ("BGPAdvertisement", advertisement)
+        }
     }
 }
 
