@@ -2,6 +2,8 @@
 //! Leases back the self-fencing, and on every change the speaker elects, tells its
 //! per-interface responders what to answer for, and reports on the Services it is
 //! responsible for. Writes happen on transitions only: none per Service in steady state.
+//! With BGP on, every pass also hands the same view to [`Bgp`], which keeps FRR and the
+//! node's `BGPSessionState` objects in step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};

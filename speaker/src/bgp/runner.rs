@@ -184,9 +184,9 @@ impl Bgp {
         if reporter {
             self.report_invalid();
         }
+        // Every peer's; the session states look up this node's peers only.
         let (passwords, password_problems) = self.objects.passwords();
         self.node_bgp = nodes.remove(&self.me);
-        // Problems of peers this node does not have are not its to report.
         self.password_problems = password_problems;
         let config = render(
             &self.me,
