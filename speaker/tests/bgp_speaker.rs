@@ -17,7 +17,8 @@ use herald_tests::bgp_speaker_lan::BgpSpeakerLan;
 use herald_tests::eventually;
 use herald_tests::objects::services;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
 use tokio::sync::Mutex;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -128,6 +129,26 @@ async fn services_are_advertised_from_their_nodes_and_sessions_show_where_users_
         },
     )
     .await;
+    // Each node said so on the BGPPeer, once.
+    let events: Api<Event> = Api::all(lab.lab.cluster.client());
+    let ups = eventually(WAIT, "a BGPSessionUp Event per node", || async {
+        let list = events
+            .list(&ListParams::default().fields(&format!("regarding.name={peer}")))
+            .await
+            .ok()?;
+        let ups: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("BGPSessionUp"))
+            .filter_map(|e| e.note)
+            .collect();
+        (ups.len() == 3).then_some(ups)
+    })
+    .await;
+    assert!(
+        ups.iter().all(|note| note.contains("is established")),
+        "{ups:?}"
+    );
     let metrics = lab.lab.metrics(0);
     assert!(metrics.contains("herald_bgp_sessions_up 1"), "{metrics}");
     assert!(
