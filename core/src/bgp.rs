@@ -19,8 +19,9 @@
 //!
 //! FRR runs one BGP instance per node, so every peer of a node must agree on `myASN` and on
 //! the router ID: the peer that sorts first by name decides, and a peer that disagrees is left
-//! out of that node with a [`Problem`]. Two peers with one address are one neighbor to FRR: the
-//! first by name is kept.
+//! out of that node with a [`Problem`]. Two peers of one node with one address are one neighbor
+//! to FRR: the first by name is kept (peers with one address that select different nodes, such
+//! as racks behind an anycast gateway, are each used).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -469,7 +470,8 @@ pub struct Decision {
 /// Decides what every node advertises to each of its peers.
 pub fn decide(inputs: &Inputs) -> Decision {
     let mut problems = BTreeSet::new();
-    let peers = distinct_peers(&inputs.peers, &mut problems);
+    let mut peers: Vec<&Peer> = inputs.peers.iter().collect();
+    peers.sort_by(|a, b| a.name.cmp(&b.name));
     let mut nodes: BTreeMap<String, NodeBgp> = inputs
         .nodes
         .iter()
@@ -579,32 +581,9 @@ pub fn decide(inputs: &Inputs) -> Decision {
     }
 }
 
-/// The peers sorted by name, without those that repeat an earlier one's address.
-fn distinct_peers<'a>(peers: &'a [Peer], problems: &mut BTreeSet<Problem>) -> Vec<&'a Peer> {
-    let mut sorted: Vec<&Peer> = peers.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut by_address: BTreeMap<IpAddr, &str> = BTreeMap::new();
-    sorted
-        .into_iter()
-        .filter(|peer| match by_address.get(&peer.address) {
-            Some(kept) => {
-                problems.insert(Problem::DuplicatePeerAddress {
-                    address: peer.address,
-                    peer: peer.name.clone(),
-                    kept: (*kept).to_owned(),
-                });
-                false
-            }
-            None => {
-                by_address.insert(peer.address, &peer.name);
-                true
-            }
-        })
-        .collect()
-}
-
-/// `node`'s BGP instance, with a session (no prefixes yet) per peer that selects it and agrees
-/// with the first on the instance's settings; None if no peer selects it.
+/// `node`'s BGP instance, with a session (no prefixes yet) per peer that selects it, agrees
+/// with the first on the instance's settings and has an address no earlier one has (`peers`
+/// sorted by name); None if no peer selects it.
 fn instance(node: &Node, peers: &[&Peer], problems: &mut BTreeSet<Problem>) -> Option<NodeBgp> {
     let mut selecting = peers
         .iter()
@@ -617,6 +596,16 @@ fn instance(node: &Node, peers: &[&Peer], problems: &mut BTreeSet<Problem>) -> O
     let mut router_id = first.router_id;
     let mut router_id_from = first;
     for peer in selecting {
+        // Peers at one address are fine for different nodes (racks behind an anycast
+        // gateway), not for one: FRR has one neighbor per address.
+        if let Some(kept) = sessions.iter().find(|s| s.peer.address == peer.address) {
+            problems.insert(Problem::DuplicatePeerAddress {
+                address: peer.address,
+                peer: peer.name.clone(),
+                kept: kept.peer.name.clone(),
+            });
+            continue;
+        }
         let conflict = if peer.my_asn != first.my_asn {
             Some((format!("myASN {}", peer.my_asn), first))
         } else {
@@ -1003,6 +992,33 @@ mod tests {
                  differs from BGPPeer \"tor\"'s, and a node runs one BGP instance; give every \
                  BGPPeer of a node the same myASN and routerID",
             ]
+        );
+    }
+
+    /// Racks whose top-of-rack routers share one address (an anycast gateway): a BGPPeer per
+    /// rack, each selecting its rack's nodes, and each node peers with its own.
+    #[test]
+    fn peers_at_one_address_for_different_nodes_are_each_used() {
+        let mut inputs = world();
+        let mut rack1 = peer("a-rack1", "198.51.100.1");
+        rack1.node_selectors = vec![selector("rack", "1")];
+        let mut rack2 = peer("b-rack2", "198.51.100.1");
+        rack2.node_selectors = vec![selector("rack", "2")];
+        inputs.peers = vec![rack1, rack2];
+        let decision = decide(&inputs);
+        let peers_of = |node: &str| -> Vec<String> {
+            decision.nodes[node]
+                .sessions
+                .iter()
+                .map(|s| s.peer.name.clone())
+                .collect()
+        };
+        assert_eq!(peers_of("a"), ["a-rack1"]);
+        assert_eq!(peers_of("c"), ["b-rack2"]);
+        assert_eq!(decision.problems, BTreeSet::new());
+        assert_eq!(
+            outcome(&decision, "web").to_string(),
+            "advertised over BGP by nodes a, b, c to peers a-rack1, b-rack2"
         );
     }
 

@@ -100,6 +100,13 @@ pub enum EventReason {
     Announcing,
     /// Another host on the LAN uses an address.
     AddressConflict,
+    /// A node's BGP session with a BGPPeer reached Established.
+    BgpSessionUp,
+    /// A node's BGP session with a BGPPeer left Established.
+    BgpSessionDown,
+    /// BGP objects that cannot be followed together as written (two peers at one address,
+    /// clashing ASNs on one node...); the note says what is done instead.
+    BgpConflict,
 }
 
 impl EventReason {
@@ -112,6 +119,9 @@ impl EventReason {
             EventReason::InvalidSpec => "InvalidSpec",
             EventReason::Announcing => "Announcing",
             EventReason::AddressConflict => "AddressConflict",
+            EventReason::BgpSessionUp => "BGPSessionUp",
+            EventReason::BgpSessionDown => "BGPSessionDown",
+            EventReason::BgpConflict => "BGPConflict",
         }
     }
 }

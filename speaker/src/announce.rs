@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use herald_core::allocation::ServiceKey;
-use herald_core::election::{Links, Outcome, elect};
+use herald_core::bgp;
+use herald_core::election::{self, Links, Outcome, elect};
 use herald_core::fencing::{self, ApiView, Silence, Verdict};
 use herald_crds::announced::Answering;
 use herald_crds::{EventReason, reasons};
@@ -43,6 +44,9 @@ pub struct Pass<'a> {
     pub conflicts: &'a BTreeMap<IpAddr, Conflict>,
     /// Addresses the responders answer for now (probed, announced), and on which interfaces.
     pub answering: &'a BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Whether BGP advertises each Service a BGPAdvertisement selects (see
+    /// [`bgp::decide`]); empty without BGP.
+    pub bgp: &'a BTreeMap<ServiceKey, bgp::Outcome>,
 }
 
 /// The Announced condition as the speaker writes it.
@@ -203,10 +207,14 @@ impl Announcer {
             }
             // Say so once the responders answer (after the probe, for a new address).
             if facts.ips.iter().all(|ip| pass.answering.contains_key(ip)) {
+                let mut message = announced_message(&self.me, &facts.ips, per_address, facts.local);
+                if let Some(advertised @ bgp::Outcome::Advertised { .. }) = pass.bgp.get(*key) {
+                    message = format!("{message}; {advertised}");
+                }
                 let condition = Announced {
                     status: true,
                     reason: reasons::ANNOUNCED,
-                    message: announced_message(&self.me, &facts.ips, per_address, facts.local),
+                    message,
                 };
                 if self.announcing.insert((*key).clone()) {
                     plan.events.push(Event {
@@ -264,14 +272,8 @@ impl Announcer {
                 .collect();
             for (key, outcome) in &outcomes {
                 if let Outcome::NotAnnounced(reason) = outcome {
-                    plan.conditions.push((
-                        key.clone(),
-                        Announced {
-                            status: false,
-                            reason: reasons::not_announced(reason),
-                            message: reason.to_string(),
-                        },
-                    ));
+                    plan.conditions
+                        .push((key.clone(), not_on_layer2(reason, pass.bgp.get(key))));
                 }
             }
         }
@@ -307,6 +309,34 @@ fn announced_message(
         interfaces: names.into_iter().map(str::to_owned).collect(),
     }
     .message(why)
+}
+
+/// The Announced condition of a Service that layer 2 does not announce, which BGP may
+/// advertise: the first speaker alive writes it, as every node advertising it would say the
+/// same.
+fn not_on_layer2(reason: &election::Reason, bgp: Option<&bgp::Outcome>) -> Announced {
+    let no_l2_advertisement = matches!(reason, election::Reason::NoAdvertisement { .. });
+    match bgp {
+        Some(advertised @ bgp::Outcome::Advertised { .. }) => Announced {
+            status: true,
+            reason: reasons::ANNOUNCED,
+            message: if no_l2_advertisement {
+                advertised.to_string()
+            } else {
+                format!("{advertised}; not announced on layer 2: {reason}")
+            },
+        },
+        Some(not_advertised) => Announced {
+            status: false,
+            reason: reasons::not_announced(reason),
+            message: format!("{reason}; {not_advertised}"),
+        },
+        None => Announced {
+            status: false,
+            reason: reasons::not_announced(reason),
+            message: reason.to_string(),
+        },
+    }
 }
 
 /// Whether an Announced message names `ip` among the addresses answered for.
@@ -391,6 +421,7 @@ mod tests {
         links: BTreeMap<String, Links>,
         conflicts: BTreeMap<IpAddr, Conflict>,
         answering: BTreeMap<IpAddr, BTreeSet<String>>,
+        bgp: BTreeMap<ServiceKey, bgp::Outcome>,
     }
 
     impl Fixture {
@@ -403,6 +434,7 @@ mod tests {
                 links: BTreeMap::new(),
                 conflicts: BTreeMap::new(),
                 answering: BTreeMap::new(),
+                bgp: BTreeMap::new(),
             }
         }
 
@@ -417,6 +449,7 @@ mod tests {
                 links: &self.links,
                 conflicts: &self.conflicts,
                 answering: &self.answering,
+                bgp: &self.bgp,
             })
         }
     }
@@ -619,6 +652,83 @@ mod tests {
             reported[0].note
         );
         assert!(fixture.plan(&mut announcer).events.is_empty());
+    }
+
+    fn web() -> ServiceKey {
+        ServiceKey::new("default", "web")
+    }
+
+    fn advertised_over_bgp() -> bgp::Outcome {
+        bgp::Outcome::Advertised {
+            nodes: BTreeSet::from([ME.to_string(), "node-b".to_string()]),
+            peers: BTreeSet::from(["tor".to_string()]),
+        }
+    }
+
+    #[test]
+    fn a_service_layer_2_and_bgp_both_announce_says_both_and_still_names_its_node() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        fixture.answering = on_eth0(&["192.0.2.200"]);
+        fixture.bgp.insert(web(), advertised_over_bgp());
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        let (_, condition) = &plan.conditions[0];
+        assert!(condition.status);
+        assert_eq!(
+            condition.message,
+            "node node-a answers for 192.0.2.200 on eth0: the first choice for its addresses \
+             among the live nodes that may announce them; advertised over BGP by nodes node-a, \
+             node-b to peer tor"
+        );
+        assert!(names_address(&condition.message, ip("192.0.2.200")));
+    }
+
+    #[test]
+    fn a_service_only_bgp_advertises_is_announced_by_the_first_speaker_alive() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        fixture.world.delete_advertisement("all");
+        fixture.bgp.insert(web(), advertised_over_bgp());
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        assert_eq!(plan.answer, Ok(BTreeMap::new()));
+        assert_eq!(
+            plan.conditions,
+            [(
+                web(),
+                Announced {
+                    status: true,
+                    reason: reasons::ANNOUNCED,
+                    message: "advertised over BGP by nodes node-a, node-b to peer tor".into(),
+                }
+            )]
+        );
+        // Another speaker alive first by name writes it instead.
+        fixture.alive.insert("node-0".into());
+        assert!(fixture.plan(&mut Announcer::new(ME)).conditions.is_empty());
+    }
+
+    #[test]
+    fn a_service_neither_announces_says_why_for_both() {
+        let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
+        fixture.world.delete_advertisement("all");
+        fixture.bgp.insert(
+            web(),
+            bgp::Outcome::NotAdvertised(bgp::Reason::NoPeer {
+                nodes: BTreeSet::from([ME.to_string()]),
+            }),
+        );
+        let plan = fixture.plan(&mut Announcer::new(ME));
+        let (_, condition) = &plan.conditions[0];
+        assert!(!condition.status);
+        assert_eq!(condition.reason, reasons::NO_L2_ADVERTISEMENT);
+        assert!(
+            condition
+                .message
+                .starts_with("no L2Advertisement selects pool \"lan\"")
+                && condition
+                    .message
+                    .contains("; not advertised over BGP: the nodes"),
+            "{}",
+            condition.message
+        );
     }
 
     /// What `from` sends for `frame`, delivered to `to`, as the wire would: ARP frames and NDP

@@ -6,6 +6,8 @@ use anyhow::Context;
 use clap::Parser;
 use herald_runtime::flags::{self, AdminDefaults, CommonArgs};
 use herald_runtime::shutdown;
+use herald_speaker::bgp::runner as bgp;
+use herald_speaker::frr;
 use herald_speaker::link::responder;
 use herald_speaker::membership;
 use herald_speaker::metrics::Metrics;
@@ -81,6 +83,24 @@ struct Args {
     /// cluster).
     #[arg(long, default_value = "3s", value_parser = flags::duration)]
     heartbeat_duration: Duration,
+
+    /// Advertise addresses over BGP too, as the cluster's BGPPeers and BGPAdvertisements say,
+    /// through the FRR that runs beside the speaker (the chart's FRR sidecar). Without it the
+    /// speaker does layer 2 only and reads no BGP object.
+    #[arg(long, env = "HERALD_BGP")]
+    bgp: bool,
+
+    /// BGP: FRR's configuration folder, shared with FRR; the speaker writes `frr.conf` there.
+    #[arg(long, default_value = "/etc/frr")]
+    frr_config_dir: PathBuf,
+
+    /// BGP: the folder of FRR's daemons' vty sockets (`bgpd.vty`...), shared with FRR.
+    #[arg(long, default_value = "/var/run/frr")]
+    frr_socket_dir: PathBuf,
+
+    /// BGP: how often FRR is asked for its sessions' state (and after every reload).
+    #[arg(long, default_value = "3s", value_parser = flags::duration)]
+    bgp_poll_interval: Duration,
 }
 
 // One thread serves the API watches, gossip and elections, which wait on the network far more
@@ -118,6 +138,15 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_duration: args.heartbeat_duration,
         conflict_retry: Duration::from_secs(60),
+        bgp: args.bgp.then(|| bgp::Settings {
+            paths: frr::Paths {
+                config_dir: args.frr_config_dir.clone(),
+                vty_socket_dir: args.frr_socket_dir.clone(),
+                ..frr::Paths::default()
+            },
+            poll: args.bgp_poll_interval,
+            reloads: frr::Timings::default(),
+        }),
     };
     tokio::select! {
         result = runtime::run(client, settings, metrics, ready_tx, shutdown()) => result.context("herald-speaker"),

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub gossip_send_failures: Counter,
     pub gossip_keys: Family<GossipKey, Gauge>,
     pub bgp_reloads: Family<ReloadResult, Counter>,
+    pub bgp_sessions_up: Gauge,
+    pub bgp_prefixes_advertised: Gauge,
 }
 
 impl Metrics {
@@ -174,10 +176,21 @@ impl Metrics {
             "The gossip keys this speaker accepts (1 each), by id; signing=\"true\" for the one it signs with",
             metrics.gossip_keys.clone(),
         );
-        registry.sub_registry_with_prefix("herald_bgp").register(
+        let bgp = registry.sub_registry_with_prefix("herald_bgp");
+        bgp.register(
             "reloads",
             "Configurations applied to FRR with frr-reload.py, by result",
             metrics.bgp_reloads.clone(),
+        );
+        bgp.register(
+            "sessions_up",
+            "This node's BGP sessions that are Established",
+            metrics.bgp_sessions_up.clone(),
+        );
+        bgp.register(
+            "prefixes_advertised",
+            "Prefixes this node advertises, summed over its Established BGP sessions",
+            metrics.bgp_prefixes_advertised.clone(),
         );
         metrics
     }

@@ -2,6 +2,8 @@
 //! Leases back the self-fencing, and on every change the speaker elects, tells its
 //! per-interface responders what to answer for, and reports on the Services it is
 //! responsible for. Writes happen on transitions only: none per Service in steady state.
+//! With BGP on, every pass also hands the same view to [`Bgp`], which keeps FRR and the
+//! node's `BGPSessionState` objects in step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -13,12 +15,12 @@ use futures::{Future, FutureExt, StreamExt};
 use herald_core::allocation::ServiceKey;
 use herald_core::election::Links;
 use herald_core::fencing::ApiView;
-use herald_crds::{IPAddressPool, L2Advertisement};
+use herald_crds::{BFDProfile, BGPAdvertisement, BGPPeer, IPAddressPool, L2Advertisement};
 use herald_runtime::events::Publisher;
 use herald_runtime::watches::Watch;
 use herald_runtime::writer::{StatusWrite, Writer};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -31,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::announce::{self, Announced, Announcer, Conflict, Pass, Regarding};
+use crate::bgp::runner::{self as bgp_runner, Bgp};
 use crate::heartbeat;
 use crate::link::interfaces::{self, Interface};
 use crate::link::priority;
@@ -57,6 +60,8 @@ pub struct Settings {
     pub heartbeat_duration: Duration,
     /// How long an address another host answered for stays unannounced before a new probe.
     pub conflict_retry: Duration,
+    /// Where FRR is, when the speaker runs BGP.
+    pub bgp: Option<bgp_runner::Settings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +93,10 @@ enum Change {
     Service(Box<Event<Service>>),
     Slice(Event<EndpointSlice>),
     Lease(Event<Lease>),
+    BgpPeer(Event<BGPPeer>),
+    BgpAdvertisement(Event<BGPAdvertisement>),
+    BfdProfile(Event<BFDProfile>),
+    Secret(Event<Secret>),
     WatchError(&'static str, watcher::Error),
 }
 
@@ -265,7 +274,7 @@ pub async fn run(
     let mut snapshot = interfaces::watch().map_err(Error::LinkEvents)?;
 
     let config = watcher::Config::default();
-    let streams = vec![
+    let mut streams = vec![
         stream(
             Api::<Node>::all(client.clone()),
             config.clone(),
@@ -298,11 +307,57 @@ pub async fn run(
         ),
         stream(
             Api::<Lease>::namespaced(client.clone(), &settings.namespace),
-            config.labels(&format!("{}=true", heartbeat::LABEL)),
+            config.clone().labels(&format!("{}=true", heartbeat::LABEL)),
             "leases",
             Change::Lease,
         ),
     ];
+    let bgp = match &settings.bgp {
+        Some(bgp_settings) => {
+            streams.extend([
+                stream(
+                    Api::<BGPPeer>::all(client.clone()),
+                    config.clone(),
+                    "bgppeers",
+                    Change::BgpPeer,
+                ),
+                stream(
+                    Api::<BGPAdvertisement>::all(client.clone()),
+                    config.clone(),
+                    "bgpadvertisements",
+                    Change::BgpAdvertisement,
+                ),
+                stream(
+                    Api::<BFDProfile>::all(client.clone()),
+                    config.clone(),
+                    "bfdprofiles",
+                    Change::BfdProfile,
+                ),
+                // The peers' passwords: Secrets in the speaker's namespace only.
+                stream(
+                    Api::<Secret>::namespaced(client.clone(), &settings.namespace),
+                    config.clone(),
+                    "secrets",
+                    Change::Secret,
+                ),
+            ]);
+            let uid = node.metadata.uid.clone().unwrap_or_default();
+            let namespace = &settings.namespace;
+            let bgp_settings = bgp_settings.clone();
+            Some(
+                Bgp::start(
+                    client.clone(),
+                    &me,
+                    &uid,
+                    namespace,
+                    bgp_settings,
+                    metrics.clone(),
+                )
+                .await,
+            )
+        }
+        None => None,
+    };
     let mut changes = futures::stream::select_all(streams);
 
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
@@ -324,6 +379,7 @@ pub async fn run(
         segments: Segments::default(),
         writer: Writer::new(client.clone(), "speaker", WRITES_IN_FLIGHT),
         publisher: Publisher::new(client.clone(), field_managers::SPEAKER, &me),
+        bgp,
     };
 
     // The heartbeat runs on its own so that an API server that stops answering cannot stall
@@ -413,6 +469,7 @@ pub async fn run(
                 Wake::Never
             }
             Some(()) = speaker.publisher.next() => Wake::Never,
+            _ = bgp_next(&mut speaker.bgp) => Wake::Never,
             () = &mut shutdown => break,
         };
         let now = tokio::time::Instant::now();
@@ -425,7 +482,7 @@ pub async fn run(
             }
             Wake::Soon | Wake::Now => {}
         }
-        if speaker.watches.synced() {
+        if speaker.watches.synced() && speaker.bgp.as_ref().is_none_or(Bgp::synced) {
             last_pass = Some(now);
             pass_due = None;
             let alive_now = alive.borrow().clone();
@@ -466,10 +523,21 @@ pub async fn run(
         warn!("handovers not reported in time; stopping");
     }
     drop(responders);
+    if let Some(bgp) = &mut speaker.bgp {
+        bgp.withdraw().await;
+    }
     Ok(())
 }
 
-fn kube_event(warning: bool, reason: EventReason, note: &str) -> KubeEvent {
+/// What BGP's side of the speaker has to do next; never, without BGP.
+async fn bgp_next(bgp: &mut Option<Bgp>) -> bgp_runner::Woke {
+    match bgp {
+        Some(bgp) => bgp.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn kube_event(warning: bool, reason: EventReason, note: &str) -> KubeEvent {
     KubeEvent {
         type_: if warning {
             EventType::Warning
@@ -534,7 +602,7 @@ enum Wake {
 const WRITES_IN_FLIGHT: usize = 8;
 
 /// A task that stops when its owner drops it, whatever path the owner leaves by.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -592,6 +660,7 @@ struct Speaker {
     segments: Segments,
     writer: Writer<ConditionWrite>,
     publisher: Publisher,
+    bgp: Option<Bgp>,
 }
 
 impl Speaker {
@@ -621,6 +690,26 @@ impl Speaker {
             }
             Change::Slice(event) => drop(watches.slices.handle(world, event)),
             Change::Lease(event) => drop(watches.leases.handle(&mut self.heartbeats, event)),
+            Change::BgpPeer(event) => {
+                if let Some(bgp) = &mut self.bgp {
+                    drop(bgp.watches.peers.handle(&mut bgp.objects, event));
+                }
+            }
+            Change::BgpAdvertisement(event) => {
+                if let Some(bgp) = &mut self.bgp {
+                    drop(bgp.watches.advertisements.handle(&mut bgp.objects, event));
+                }
+            }
+            Change::BfdProfile(event) => {
+                if let Some(bgp) = &mut self.bgp {
+                    drop(bgp.watches.profiles.handle(&mut bgp.objects, event));
+                }
+            }
+            Change::Secret(event) => {
+                if let Some(bgp) = &mut self.bgp {
+                    drop(bgp.watches.secrets.handle(&mut bgp.objects, event));
+                }
+            }
         }
     }
 
@@ -740,6 +829,12 @@ impl Speaker {
             .iter()
             .map(|(ip, (conflict, _))| (*ip, conflict.clone()))
             .collect();
+        // BGP decides on the same view, and says for the conditions what it advertises.
+        let reporter = alive.iter().next() == Some(&self.me);
+        let bgp = match &mut self.bgp {
+            Some(bgp) => bgp.pass(self.world.inputs(alive, &BTreeMap::new()), reporter),
+            None => BTreeMap::new(),
+        };
         let plan = self.announcer.plan(&Pass {
             world: &self.world,
             alive,
@@ -750,6 +845,7 @@ impl Speaker {
             links,
             conflicts: &conflicts,
             answering: &self.answering,
+            bgp: &bgp,
         });
         self.metrics.elections.inc();
         self.metrics.peers_alive.set(alive.len() as i64);

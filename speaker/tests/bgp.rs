@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use herald_speaker::frr::{self, Frr, Outcome, Paths, ReloadStatus, Timings};
 use herald_speaker::metrics::{Metrics, ReloadResult};
-use herald_tests::Process;
-use herald_tests::bgp_lan::{BgpLan, NODE_ASN, ROUTER, ROUTER_ASN};
+use herald_tests::bgp_lan::{BgpLan, NODE_ASN, ROUTER, ROUTER_ASN, client_reaches, serve};
 use herald_tests::eventually;
 use herald_tests::frr::FrrNode;
 use herald_tests::lan::Host;
@@ -19,7 +18,6 @@ use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(30);
 const SERVICE: &str = "203.0.113.10";
-const PORT: &str = "8080";
 
 /// What a node's hand-written `frr.conf` holds besides its prefixes.
 #[derive(Clone, Default)]
@@ -105,39 +103,6 @@ async fn apply(node: &FrrNode, config: &str) {
         "applying on {}:\n{config}",
         node.host.name
     );
-}
-
-/// Puts `address` on the node's loopback and serves TCP on it, answering with the node's name.
-fn serve(node: &FrrNode, address: &str) -> Process {
-    node.host.run(
-        "ip",
-        &["address", "add", &format!("{address}/32"), "dev", "lo"],
-    );
-    let mut command = node.host.command("socat");
-    command.args([
-        &format!("TCP-LISTEN:{PORT},bind={address},reuseaddr,fork"),
-        &format!("SYSTEM:echo {}", node.host.name),
-    ]);
-    // In FRR's folder: removed with it.
-    let log = node.dir().join("socat.log");
-    Process::spawn(&format!("socat on {}", node.host.name), command, log)
-}
-
-/// Which node answered the client's TCP connection to `address`, if one did.
-fn client_reaches(client: &Host, address: &str) -> Option<String> {
-    let output = client
-        .command("socat")
-        .args([
-            "-T",
-            "2",
-            "-",
-            &format!("TCP:{address}:{PORT},connect-timeout=2"),
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running socat");
-    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    (output.status.success() && !said.is_empty()).then_some(said)
 }
 
 fn gateways(lan: &BgpLan, prefix: &str) -> Vec<IpAddr> {

@@ -334,17 +334,31 @@ fn the_output_does_not_depend_on_the_order_of_the_inputs() {
     );
 }
 
+/// A peer without graceful restart has it disabled, not left to FRR's default helper mode,
+/// which offers the capability: a router that helps would keep a dead node's routes for the
+/// restart time after the hold time.
 #[test]
-fn graceful_restart_appears_only_where_enabled_and_never_with_timers() {
+fn graceful_restart_is_on_only_where_enabled_off_elsewhere_and_never_with_timers() {
     let (mut bgp, passwords, profiles) = every_peer_field();
     let with = render(NODE, Some(&bgp), &passwords, &profiles);
     assert!(with.contains(" neighbor 198.51.100.1 graceful-restart\n"));
+    assert!(with.contains(" bgp graceful-restart preserve-fw-state\n"));
     assert!(!with.contains("restart-time") && !with.contains("stalepath-time"));
     for session in &mut bgp.sessions {
         session.peer.graceful_restart = false;
     }
     let without = render(NODE, Some(&bgp), &passwords, &profiles);
-    assert!(!without.contains("graceful-restart"), "{without}");
+    let lines: Vec<&str> = without
+        .lines()
+        .filter(|l| l.contains("graceful-restart"))
+        .collect();
+    assert!(
+        !lines.is_empty()
+            && lines
+                .iter()
+                .all(|l| l.starts_with(" neighbor ") && l.ends_with(" graceful-restart-disable")),
+        "{without}"
+    );
 }
 
 /// FRR's own parser accepts every golden file. vtysh checks the grammar and the value ranges

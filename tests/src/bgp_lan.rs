@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::Process;
 use crate::frr::FrrNode;
 use crate::lan::{self, Host, Lan};
 use crate::router::{BirdNeighbor, Router, bird_config};
@@ -15,6 +16,8 @@ pub const ROUTER_ASN: u32 = 64500;
 pub const NODE_ASN: u32 = 64512;
 pub const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+/// The TCP port of [`serve`].
+pub const PORT: &str = "8080";
 
 pub struct BgpLan {
     // Dropped in this order: the processes before the namespaces they run in.
@@ -29,43 +32,10 @@ impl BgpLan {
     /// configuration; `neighbor_options` go into each of the router's BGP neighbors (`bfd on;`).
     pub fn new(name: &str, node_count: u8, neighbor_options: &str) -> BgpLan {
         let mut lan = Lan::new(name);
-        let router_host = lan.add_host("router", 1);
-        let client_netns = lan.add_behind(&router_host, "client", "eth1");
-        router_host.run("ip", &["address", "add", "198.51.100.1/24", "dev", "eth1"]);
-        router_host.run("ip", &["link", "set", "eth1", "up"]);
-        lan::sysctl(&router_host.netns, &["net.ipv4.ip_forward=1"]);
-        let client = Host {
-            name: "client".into(),
-            netns: client_netns,
-            ipv4: CLIENT,
-            ..router_host.clone()
-        };
-        client.run(
-            "ip",
-            &["address", "add", &format!("{CLIENT}/24"), "dev", "eth0"],
-        );
-        client.run("ip", &["link", "set", "eth0", "up"]);
-        client.run("ip", &["route", "add", "default", "via", "198.51.100.1"]);
-
         let hosts: Vec<Host> = (1..=node_count)
-            .map(|n| {
-                let host = lan.add_host(&format!("node{n}"), 10 + n);
-                // Answers to the client go back through the router.
-                host.run(
-                    "ip",
-                    &["route", "add", "default", "via", &ROUTER.to_string()],
-                );
-                host
-            })
+            .map(|n| lan.add_host(&format!("node{n}"), 10 + n))
             .collect();
-        let router = Router::start(
-            &router_host,
-            &bird_config(
-                ROUTER,
-                ROUTER_ASN,
-                &Self::neighbors(&hosts, neighbor_options),
-            ),
-        );
+        let (router, client) = add_router(&mut lan, &hosts, "client", neighbor_options);
         let nodes = hosts.iter().map(FrrNode::start).collect();
         BgpLan {
             nodes,
@@ -101,4 +71,81 @@ impl BgpLan {
             .find(|n| n.host.name == name)
             .unwrap_or_else(|| panic!("no node {name}"))
     }
+}
+
+/// Adds the router (host 1) peering with the node `hosts`, whose default route goes through
+/// it, and a client `client` behind it, ready; `neighbor_options` go into each of the router's
+/// BGP neighbors (`bfd on;`).
+pub fn add_router(
+    lan: &mut Lan,
+    hosts: &[Host],
+    client: &str,
+    neighbor_options: &str,
+) -> (Router, Host) {
+    let router_host = lan.add_host("router", 1);
+    let client_netns = lan.add_behind(&router_host, client, "eth1");
+    router_host.run("ip", &["address", "add", "198.51.100.1/24", "dev", "eth1"]);
+    router_host.run("ip", &["link", "set", "eth1", "up"]);
+    lan::sysctl(&router_host.netns, &["net.ipv4.ip_forward=1"]);
+    let client = Host {
+        name: client.into(),
+        netns: client_netns,
+        ipv4: CLIENT,
+        ..router_host.clone()
+    };
+    client.run(
+        "ip",
+        &["address", "add", &format!("{CLIENT}/24"), "dev", "eth0"],
+    );
+    client.run("ip", &["link", "set", "eth0", "up"]);
+    client.run("ip", &["route", "add", "default", "via", "198.51.100.1"]);
+    for host in hosts {
+        // Answers to the client go back through the router.
+        host.run(
+            "ip",
+            &["route", "add", "default", "via", &ROUTER.to_string()],
+        );
+    }
+    let router = Router::start(
+        &router_host,
+        &bird_config(
+            ROUTER,
+            ROUTER_ASN,
+            &BgpLan::neighbors(hosts, neighbor_options),
+        ),
+    );
+    (router, client)
+}
+
+/// Puts `address` on the node's loopback and serves TCP on it, answering with the node's name.
+pub fn serve(node: &FrrNode, address: &str) -> Process {
+    node.host.run(
+        "ip",
+        &["address", "add", &format!("{address}/32"), "dev", "lo"],
+    );
+    let mut command = node.host.command("socat");
+    command.args([
+        &format!("TCP-LISTEN:{PORT},bind={address},reuseaddr,fork"),
+        &format!("SYSTEM:echo {}", node.host.name),
+    ]);
+    // In FRR's folder: removed with it.
+    let log = node.dir().join("socat.log");
+    Process::spawn(&format!("socat on {}", node.host.name), command, log)
+}
+
+/// Which node answered the client's TCP connection to `address`, if one did.
+pub fn client_reaches(client: &Host, address: &str) -> Option<String> {
+    let output = client
+        .command("socat")
+        .args([
+            "-T",
+            "2",
+            "-",
+            &format!("TCP:{address}:{PORT},connect-timeout=2"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running socat");
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !said.is_empty()).then_some(said)
 }

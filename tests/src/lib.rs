@@ -9,6 +9,7 @@
 
 pub mod answers;
 pub mod bgp_lan;
+pub mod bgp_speaker_lan;
 pub mod bridge;
 pub mod frr;
 pub mod gossip_key;

@@ -37,6 +37,8 @@ pub struct SpeakerLan {
     pub pool: String,
     /// The cluster's gossip key, in every node's key folder as `primary` at the start.
     pub gossip_key: Vec<u8>,
+    /// More arguments for each node's speaker, by node index.
+    pub speaker_args: Vec<Vec<String>>,
 }
 
 impl SpeakerLan {
@@ -48,6 +50,20 @@ impl SpeakerLan {
     /// As [`SpeakerLan::new`], with hosts of `family`. The Node objects give each host's
     /// IPv4 address as its InternalIP, or its IPv6 address on an IPv6-only LAN.
     pub async fn with_family(
+        name: &str,
+        node_count: usize,
+        speaker: &Path,
+        family: Family,
+    ) -> SpeakerLan {
+        let mut lab = SpeakerLan::stopped(name, node_count, speaker, family).await;
+        for i in 0..node_count {
+            lab.start_speaker(i);
+        }
+        lab
+    }
+
+    /// As [`SpeakerLan::with_family`], with no speaker started yet.
+    pub async fn stopped(
         name: &str,
         node_count: usize,
         speaker: &Path,
@@ -78,12 +94,10 @@ impl SpeakerLan {
             client,
             pool,
             gossip_key: gossip_key::random_key(),
+            speaker_args: Vec::new(),
         };
         for i in 0..node_count {
             lab.add_node(&format!("node{i}"), 11 + i as u8).await;
-        }
-        for i in 0..node_count {
-            lab.start_speaker(i);
         }
         lab
     }
@@ -99,6 +113,7 @@ impl SpeakerLan {
         };
         objects::create_node(&self.cluster, &node, &[internal_ip], &[]).await;
         self.nodes.push((node, host, None));
+        self.speaker_args.push(Vec::new());
         let i = self.nodes.len() - 1;
         gossip_key::project(&self.key_dir(i), &[("primary", &self.gossip_key)]);
         i
@@ -148,6 +163,7 @@ impl SpeakerLan {
             .arg("--gossip-key-dir")
             .arg(&key_dir)
             .args(deploy_bind_flags())
+            .args(&self.speaker_args[i])
             .env("RUST_LOG", "info,herald_speaker=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));

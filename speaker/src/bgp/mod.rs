@@ -1,7 +1,13 @@
-//! BGP mode: what this node tells its routers, as FRR configuration.
+//! BGP mode: what this node tells its routers, as FRR configuration, and what it says back
+//! about its sessions.
 //!
-//! [`herald_core::bgp::decide`] says what each node advertises to which peer;
-//! [`render::render`] turns one node's share into a complete `frr.conf`, which the speaker
-//! applies with FRR's own reload tool.
+//! [`objects`] reads the cluster's BGP objects; [`herald_core::bgp::decide`] says what each
+//! node advertises to which peer; [`render::render`] turns one node's share into a complete
+//! `frr.conf`, which the speaker applies with FRR's own reload tool; [`sessions`] says what
+//! this node's `BGPSessionState` objects should show; [`runner`] performs all that beside
+//! the speaker's loop.
 
+pub mod objects;
 pub mod render;
+pub mod runner;
+pub mod sessions;

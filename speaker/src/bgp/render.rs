@@ -16,8 +16,11 @@
 //! - nothing is written at its default value where FRR's running configuration hides defaults
 //!   (the peer port 179, BFD's 300 ms / x3 / 50 ms echo / TTL 254), since `frr-reload.py`
 //!   would see such a line as new on every reload and re-apply it; for graceful restart that
-//!   re-application resets every session (FRR issue #22953), so its timers are never written
-//!   and it appears only for peers that enable it;
+//!   re-application resets every session (FRR issue #22953), so its timers are never written;
+//! - graceful restart is on for peers that enable it and off (`graceful-restart-disable`) for
+//!   the others: FRR's default helper mode offers the capability, and a router that helps
+//!   keeps a dead node's routes, stale, for the restart time (120 s) after its hold time
+//!   expires, where it should withdraw them (measured with BIRD 2);
 //! - `no bgp network import-check`: the addresses are not in the node's routing table, and
 //!   `network` lines must advertise them anyway.
 //!
@@ -293,8 +296,13 @@ fn router(out: &mut String, bgp: &NodeBgp, peers: &[Configured]) {
         if let Some(profile) = configured.bfd {
             neighbor(out, format_args!("bfd profile {}", profile.name));
         }
+        // Without it FRR still offers to be a restarting speaker (its default helper mode
+        // sends the capability), and a router that helps keeps a dead node's routes, stale,
+        // for the restart time (120 s) after its hold time expires instead of withdrawing them.
         if peer.graceful_restart {
             neighbor(out, format_args!("graceful-restart"));
+        } else {
+            neighbor(out, format_args!("graceful-restart-disable"));
         }
     }
     for (family, v4) in [("ipv4", true), ("ipv6", false)] {
