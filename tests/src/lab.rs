@@ -239,7 +239,7 @@ impl Lab {
         lab.install_herald();
         lab.create_echo().await;
         lab.wait_herald_ready().await;
-        lab.wait_echo_ready().await;
+        lab.wait_echo_ready(WAIT).await;
         objects::pool_for_lab_nodes(&lab.cluster, &lab.pool, POOL).await;
         lab
     }
@@ -381,11 +381,11 @@ impl Lab {
             .unwrap_or_else(|e| panic!("creating the echo Deployment: {e}"));
     }
 
-    async fn wait_echo_ready(&self) {
+    async fn wait_echo_ready(&self, timeout: Duration) {
         let deployments =
             Api::<Deployment>::namespaced(self.cluster.client(), self.cluster.namespace());
         let replicas = self.nodes.len() as i32;
-        eventually(WAIT, "the echo Pods to be ready", || async {
+        eventually(timeout, "the echo Pods to be ready", || async {
             let status = deployments.get(APP).await.ok()?.status?;
             (status.ready_replicas == Some(replicas)).then_some(())
         })
@@ -491,7 +491,9 @@ impl Lab {
         )
         .await;
         self.wait_herald_ready().await;
-        self.wait_echo_ready().await;
+        // The booted node's echo Pod starts again from its sandbox up; on a loaded machine that
+        // took over a minute once.
+        self.wait_echo_ready(NODE_FAILURE_WAIT).await;
     }
 
     /// Stops node `i`'s kubelet alone: its containers keep running until the node controller
