@@ -236,6 +236,17 @@ fn the_chart_adds_the_frr_sidecar_when_bgp_is_enabled() {
     ] {
         assert!(args.contains(&flag), "the speaker lacks {flag}: {args:?}");
     }
+    // The binary takes the chart's arguments as the chart renders them with BGP on.
+    let output = Command::new(workspace_binary("herald-speaker"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("herald-speaker runs");
+    assert!(
+        output.status.success(),
+        "herald-speaker refuses the BGP-enabled DaemonSet's arguments {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(
         frr["command"],
         Value::Null,
