@@ -353,7 +353,12 @@ impl Responder {
             burst.left > 0
         });
         if self.next_refresh <= now {
-            for ip in &self.owned {
+            // Not those being handed over: that would take clients back from the new owner.
+            for ip in self
+                .owned
+                .iter()
+                .filter(|ip| !self.handing_over.contains_key(ip))
+            {
                 actions.push(Action::Send(Frame::Gratuitous(*ip)));
             }
             self.next_refresh = now + self.timings.refresh;
@@ -762,6 +767,29 @@ mod tests {
         let actions = stale.on_wanted(&wanted(&[(V4.into(), Answer::UntilTakenOver)]), late);
         assert_eq!(actions, []);
         assert!(answers(&mut stale, V4.into(), late));
+    }
+
+    /// A refresh during a handover would take clients back from the new owner.
+    #[test]
+    fn an_address_being_handed_over_is_not_announced_again() {
+        let start = Instant::now();
+        let mut responder = responder(start);
+        let both = [(V4.into(), Answer::AtOnce), (V6.into(), Answer::AtOnce)];
+        responder.on_wanted(&wanted(&both), start);
+        let refresh = start + timings().refresh;
+        while responder.next_deadline() < refresh {
+            responder.on_deadline(responder.next_deadline());
+        }
+        let giving_up = [
+            (V4.into(), Answer::UntilTakenOver),
+            (V6.into(), Answer::AtOnce),
+        ];
+        responder.on_wanted(&wanted(&giving_up), refresh - timings().handover / 2);
+        assert_eq!(
+            sends(&responder.on_deadline(refresh)),
+            [Frame::Gratuitous(V6.into())]
+        );
+        assert!(answers(&mut responder, V4.into(), refresh));
     }
 
     #[test]
