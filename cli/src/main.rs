@@ -177,16 +177,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .await
                 .context("listing Herald's L2Advertisements")?
                 .items;
-            let nodes = Api::<Node>::all(client.clone())
-                .list(&all)
-                .await
-                .context("listing Nodes")?
-                .items;
-            let leases = Api::<Lease>::all(client.clone())
-                .list(&ListParams::default().labels(&format!("{}=true", heartbeat::LABEL)))
-                .await
-                .context("listing the speakers' heartbeat Leases")?
-                .items;
+            let (nodes, leases) = nodes_and_heartbeats(&client).await?;
             let status = status::status(
                 pools::views(&pools, &service_views),
                 &advertisements,
@@ -399,7 +390,6 @@ fn table(migration: &Migration) -> String {
 
 /// Reads what the story of one Service needs, and tells it.
 async fn read_why(client: &Client, namespace: &str, name: &str) -> anyhow::Result<why::Why> {
-    let all = ListParams::default();
     let service = Api::<Service>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
@@ -446,16 +436,7 @@ async fn read_why(client: &Client, namespace: &str, name: &str) -> anyhow::Resul
                 .items,
         );
     }
-    let nodes = Api::<Node>::all(client.clone())
-        .list(&all)
-        .await
-        .context("listing Nodes")?
-        .items;
-    let leases = Api::<Lease>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("{}=true", heartbeat::LABEL)))
-        .await
-        .context("listing the speakers' heartbeat Leases")?
-        .items;
+    let (nodes, leases) = nodes_and_heartbeats(client).await?;
     let uid = service.metadata.uid.clone();
     let events: Vec<Event> = Api::<Event>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().fields(&format!(
@@ -479,6 +460,21 @@ async fn read_why(client: &Client, namespace: &str, name: &str) -> anyhow::Resul
         events: &events,
     };
     Ok(why::why(&service, &objects, Timestamp::now()))
+}
+
+/// The Nodes, and the speakers' heartbeat Leases that tell which speakers are alive.
+async fn nodes_and_heartbeats(client: &Client) -> anyhow::Result<(Vec<Node>, Vec<Lease>)> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing Nodes")?
+        .items;
+    let leases = Api::<Lease>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{}=true", heartbeat::LABEL)))
+        .await
+        .context("listing the speakers' heartbeat Leases")?
+        .items;
+    Ok((nodes, leases))
 }
 
 async fn list_pools(client: &Client) -> anyhow::Result<Vec<IPAddressPool>> {

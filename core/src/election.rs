@@ -183,18 +183,11 @@ impl fmt::Display for Ineligible {
             Ineligible::InterfacesDown {
                 named,
                 any_suitable,
-            } => {
-                let mut wanted: Vec<String> = named.iter().map(|name| quote(name)).collect();
-                if *any_suitable {
-                    wanted.push("a suitable interface".into());
-                }
-                write!(
-                    f,
-                    "no node that may announce has {} up (the interfaces its L2Advertisements \
-                     allow)",
-                    wanted.join(" or ")
-                )
-            }
+            } => write!(
+                f,
+                "no node that may announce has {} up (the interfaces its L2Advertisements allow)",
+                interfaces_wanted(named, *any_suitable)
+            ),
             Ineligible::SharingElsewhere { node, with } => {
                 let others = match with.as_slice() {
                     [] => "other Services".to_owned(),
@@ -401,19 +394,22 @@ impl fmt::Display for Verdict {
             Verdict::InterfacesDown {
                 named,
                 any_suitable,
-            } => {
-                let mut wanted: Vec<String> = named.iter().map(|name| quote(name)).collect();
-                if *any_suitable {
-                    wanted.push("a suitable interface".into());
-                }
-                write!(
-                    f,
-                    "its speaker has not {} up (the interfaces its L2Advertisements allow)",
-                    wanted.join(" or ")
-                )
-            }
+            } => write!(
+                f,
+                "its speaker has not {} up (the interfaces its L2Advertisements allow)",
+                interfaces_wanted(named, *any_suitable)
+            ),
         }
     }
+}
+
+/// The interfaces an advertisement wants up, in words: `"eth1" or a suitable interface`.
+fn interfaces_wanted(named: &BTreeSet<String>, any_suitable: bool) -> String {
+    let mut wanted: Vec<String> = named.iter().map(|name| quote(name)).collect();
+    if any_suitable {
+        wanted.push("a suitable interface".into());
+    }
+    wanted.join(" or ")
 }
 
 /// Whether each node may announce `service`, by node name; or why no node may (no ready
