@@ -312,19 +312,19 @@ async fn read_metallb(client: &Client, namespace: &str) -> anyhow::Result<Config
     for o in list_metallb(client, "v1beta1", "L2Advertisement").await? {
         config.l2_advertisements.push(object("L2Advertisement", o)?);
     }
-    for (version, kind) in [
-        ("v1beta2", "BGPPeer"),
-        ("v1beta1", "BGPAdvertisement"),
-        ("v1beta1", "BFDProfile"),
-        ("v1beta1", "Community"),
-    ] {
-        for o in list_metallb(client, version, kind).await? {
-            config.unconverted.push((
-                kind.to_owned(),
-                o.namespace().unwrap_or_default(),
-                o.name_any(),
-            ));
-        }
+    for o in list_metallb(client, "v1beta2", "BGPPeer").await? {
+        config.bgp_peers.push(object("BGPPeer", o)?);
+    }
+    for o in list_metallb(client, "v1beta1", "BGPAdvertisement").await? {
+        config
+            .bgp_advertisements
+            .push(object("BGPAdvertisement", o)?);
+    }
+    for o in list_metallb(client, "v1beta1", "BFDProfile").await? {
+        config.bfd_profiles.push(object("BFDProfile", o)?);
+    }
+    for o in list_metallb(client, "v1beta1", "Community").await? {
+        config.communities.push(object("Community", o)?);
     }
     let legacy = Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .get_opt("config")
@@ -366,6 +366,9 @@ async fn read_cluster(client: &Client, class: Option<String>) -> anyhow::Result<
     Ok(Cluster {
         pools,
         advertisements,
+        bgp_peers: list_all(client, "BGPPeers").await?,
+        bgp_advertisements: list_all(client, "BGPAdvertisements").await?,
+        bfd_profiles: list_all(client, "BFDProfiles").await?,
         services,
         namespaces,
         class,
@@ -477,6 +480,22 @@ async fn nodes_and_heartbeats(client: &Client) -> anyhow::Result<(Vec<Node>, Vec
     Ok((nodes, leases))
 }
 
+/// Every object of a cluster-scoped Herald kind.
+async fn list_all<K>(client: &Client, kinds: &str) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Ok(Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .with_context(|| format!("listing Herald's {kinds}"))?
+        .items)
+}
+
 async fn list_pools(client: &Client) -> anyhow::Result<Vec<IPAddressPool>> {
     Ok(Api::<IPAddressPool>::all(client.clone())
         .list(&ListParams::default())
@@ -495,26 +514,59 @@ fn yaml(migration: &Migration) -> anyhow::Result<String> {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(advertisement)?);
     }
+    for peer in &migration.bgp_peers {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(peer)?);
+    }
+    for advertisement in &migration.bgp_advertisements {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(advertisement)?);
+    }
+    for profile in &migration.bfd_profiles {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(profile)?);
+    }
     Ok(out)
 }
 
 async fn apply_migration(client: &Client, migration: &Migration) -> anyhow::Result<()> {
     let params = PatchParams::apply(FIELD_MANAGER);
     for pool in &migration.pools {
-        let name = pool.name_any();
-        Api::<IPAddressPool>::all(client.clone())
-            .patch(&name, &params, &Patch::Apply(pool))
-            .await
-            .with_context(|| format!("applying IPAddressPool {name}"))?;
-        eprintln!("ipaddresspool.herald.dev/{name} applied");
+        apply(client, &params, pool).await?;
     }
     for advertisement in &migration.advertisements {
-        let name = advertisement.name_any();
-        Api::<L2Advertisement>::all(client.clone())
-            .patch(&name, &params, &Patch::Apply(advertisement))
-            .await
-            .with_context(|| format!("applying L2Advertisement {name}"))?;
-        eprintln!("l2advertisement.herald.dev/{name} applied");
+        apply(client, &params, advertisement).await?;
     }
+    // Profiles before the peers that name them.
+    for profile in &migration.bfd_profiles {
+        apply(client, &params, profile).await?;
+    }
+    for peer in &migration.bgp_peers {
+        apply(client, &params, peer).await?;
+    }
+    for advertisement in &migration.bgp_advertisements {
+        apply(client, &params, advertisement).await?;
+    }
+    Ok(())
+}
+
+/// Server-side applies one cluster-scoped object, and says so as kubectl does.
+async fn apply<K>(client: &Client, params: &PatchParams, object: &K) -> anyhow::Result<()>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = object.name_any();
+    let kind = K::kind(&K::DynamicType::default()).to_lowercase();
+    let group = K::group(&K::DynamicType::default()).into_owned();
+    Api::<K>::all(client.clone())
+        .patch(&name, params, &Patch::Apply(object))
+        .await
+        .with_context(|| format!("applying {kind}.{group} {name}"))?;
+    eprintln!("{kind}.{group}/{name} applied");
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! MetalLB's layer-2 configuration as Herald objects, decided without the API: what maps to
-//! what, what does not, and whether the result is safe.
+//! MetalLB's configuration as Herald objects, decided without the API: what maps to what, what
+//! does not, and whether the result is safe.
 //!
 //! Safe means: no address would be held by two pools, no object overwrites a different one
 //! of the same name, and no address a Service shows today could go to another Service. The
@@ -18,7 +18,8 @@ use herald_core::addresses::PoolAddresses;
 use herald_core::allocation::ServiceKey;
 use herald_core::selector::Labels;
 use herald_crds::{
-    IPAddressPool, IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec, ServiceAllocation,
+    BFDProfile, BGPAdvertisement, BGPAdvertisementSpec, BGPPeer, BGPPeerSpec, IPAddressPool,
+    IPAddressPoolSpec, L2Advertisement, L2AdvertisementSpec, PasswordSecret, ServiceAllocation,
     service_status,
 };
 use k8s_openapi::api::core::v1::Service;
@@ -34,6 +35,9 @@ pub const MIGRATED_FROM: &str = "herald.dev/migrated-from";
 pub struct Migration {
     pub pools: Vec<IPAddressPool>,
     pub advertisements: Vec<L2Advertisement>,
+    pub bgp_peers: Vec<BGPPeer>,
+    pub bgp_advertisements: Vec<BGPAdvertisement>,
+    pub bfd_profiles: Vec<BFDProfile>,
     pub rows: Vec<Row>,
 }
 
@@ -102,6 +106,13 @@ pub enum Refusal {
         why: String,
     },
     #[error(
+        "BGPPeer {peer} has its password in plain text: Herald reads passwords only from Secrets. \
+         Put it in one (kubectl create secret generic {name}-password -n NAMESPACE \
+         --from-literal=password=...) and give the BGPPeer `passwordSecret: {{name: \
+         {name}-password}}` instead of `password` (MetalLB reads it there too), then migrate again"
+    )]
+    PlainPassword { peer: String, name: String },
+    #[error(
         "Service {holder} shows {ip}, which Herald would hand out to other Services: it is in \
          pool {pool:?} but the Service is not Herald's ({why})"
     )]
@@ -118,6 +129,9 @@ pub enum Refusal {
 pub struct Cluster {
     pub pools: Vec<IPAddressPool>,
     pub advertisements: Vec<L2Advertisement>,
+    pub bgp_peers: Vec<BGPPeer>,
+    pub bgp_advertisements: Vec<BGPAdvertisement>,
+    pub bfd_profiles: Vec<BFDProfile>,
     pub services: Vec<Service>,
     pub namespaces: BTreeMap<String, Labels>,
     /// The controller's `--load-balancer-class`, if it is given one.
@@ -129,18 +143,9 @@ pub fn migrate(config: &Configuration, cluster: &Cluster) -> Result<Migration, V
     let mut migration = Migration::default();
     let mut refusals = Vec::new();
     convert_resources(config, &mut migration, &mut refusals);
+    convert_bgp(config, &mut migration, &mut refusals);
     if let Some((namespace, name, legacy)) = &config.legacy {
         convert_legacy(namespace, name, legacy, &mut migration);
-    }
-    for (kind, namespace, name) in &config.unconverted {
-        migration.rows.push(Row {
-            source: format!("{kind} {namespace}/{name}"),
-            result: "-".into(),
-            outcome: Outcome::NotConverted,
-            note: "BGP is not converted yet: its addresses stay in their pools, but Herald does \
-                   not announce them over BGP"
-                .into(),
-        });
     }
     refusals.extend(same_names(&migration));
     refusals.extend(existing_objects(&mut migration, cluster));
@@ -211,6 +216,174 @@ fn convert_resources(
     }
 }
 
+/// MetalLB's BGPPeers, BGPAdvertisements and BFDProfiles, field for field; Community names
+/// are resolved to their values. A peer Herald cannot follow (a VRF, BGP unnumbered, a dynamic
+/// ASN) is listed, not converted; a password in plain text refuses the migration.
+fn convert_bgp(config: &Configuration, migration: &mut Migration, refusals: &mut Vec<Refusal>) {
+    for peer in &config.bgp_peers {
+        let source = format!("BGPPeer {}/{}", peer.namespace, peer.name);
+        let spec = &peer.spec;
+        let unsupported: Vec<String> = [
+            spec.vrf
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("vrf {v:?}")),
+            spec.interface
+                .as_deref()
+                .filter(|i| !i.is_empty())
+                .map(|i| format!("interface {i:?} (BGP unnumbered)")),
+            spec.dynamic_asn
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .map(|a| format!("dynamicASN {a:?}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !unsupported.is_empty() {
+            migration.rows.push(Row {
+                source,
+                result: "-".into(),
+                outcome: Outcome::NotConverted,
+                note: format!(
+                    "Herald has no {}: this router gets no routes from Herald",
+                    unsupported.join(", ")
+                ),
+            });
+            continue;
+        }
+        if spec.password.as_deref().is_some_and(|p| !p.is_empty()) {
+            refusals.push(Refusal::PlainPassword {
+                peer: format!("{}/{}", peer.namespace, peer.name),
+                name: peer.name.clone(),
+            });
+            continue;
+        }
+        let mut notes = Vec::new();
+        let password_secret = spec.password_secret.as_ref().map(|secret| {
+            notes.push(format!(
+                "copy Secret {}/{} into Herald's namespace: the speakers read passwords there",
+                secret.namespace.as_deref().unwrap_or(&peer.namespace),
+                secret.name
+            ));
+            PasswordSecret {
+                name: secret.name.clone(),
+                namespace: None,
+                key: None,
+            }
+        });
+        if !spec.disable_mp {
+            notes.push(
+                "routes go to a peer of their own family only (MetalLB's disableMP: true)".into(),
+            );
+        }
+        let herald = BGPPeerSpec {
+            peer_address: spec.peer_address.clone(),
+            peer_asn: spec.peer_asn,
+            my_asn: spec.my_asn,
+            peer_port: spec.peer_port,
+            source_address: spec.source_address.clone(),
+            router_id: spec.router_id.clone(),
+            hold_time: spec.hold_time.clone(),
+            keepalive_time: spec.keepalive_time.clone(),
+            connect_time: spec.connect_time.clone(),
+            ebgp_multi_hop: spec.ebgp_multi_hop,
+            password_secret,
+            bfd_profile: spec.bfd_profile.clone(),
+            enable_graceful_restart: spec.enable_graceful_restart,
+            node_selectors: spec.node_selectors.clone(),
+        };
+        migration.bgp_peers.push(BGPPeer {
+            metadata: metadata(&peer.name, &source, &peer.labels),
+            spec: herald,
+        });
+        migration.rows.push(Row {
+            source,
+            result: format!("BGPPeer {}", peer.name),
+            outcome: if spec.password_secret.is_some() {
+                Outcome::Warning
+            } else {
+                Outcome::Converted
+            },
+            note: notes.join("; "),
+        });
+    }
+    let aliases: BTreeMap<&str, &str> = config
+        .communities
+        .iter()
+        .flat_map(|c| &c.spec.communities)
+        .map(|alias| (alias.name.as_str(), alias.value.as_str()))
+        .collect();
+    for advertisement in &config.bgp_advertisements {
+        let source = format!(
+            "BGPAdvertisement {}/{}",
+            advertisement.namespace, advertisement.name
+        );
+        let spec = &advertisement.spec;
+        let mut communities = Vec::new();
+        let mut unknown = Vec::new();
+        for community in &spec.communities {
+            match aliases.get(community.as_str()) {
+                Some(value) => communities.push((*value).to_owned()),
+                None if community.contains(':') => communities.push(community.clone()),
+                None => unknown.push(community.clone()),
+            }
+        }
+        if !unknown.is_empty() {
+            migration.rows.push(Row {
+                source,
+                result: "-".into(),
+                outcome: Outcome::NotConverted,
+                note: format!(
+                    "communities {unknown:?} name no Community entry: add them to a Community, \
+                     or write their values"
+                ),
+            });
+            continue;
+        }
+        migration.bgp_advertisements.push(BGPAdvertisement {
+            metadata: metadata(&advertisement.name, &source, &advertisement.labels),
+            spec: BGPAdvertisementSpec {
+                ip_address_pools: spec.ip_address_pools.clone(),
+                ip_address_pool_selectors: spec.ip_address_pool_selectors.clone(),
+                peers: spec.peers.clone(),
+                node_selectors: spec.node_selectors.clone(),
+                aggregation_length: spec.aggregation_length,
+                aggregation_length_v6: spec.aggregation_length_v6,
+                local_pref: spec.local_pref,
+                communities,
+            },
+        });
+        migration.rows.push(Row {
+            source,
+            result: format!("BGPAdvertisement {}", advertisement.name),
+            outcome: Outcome::Converted,
+            note: String::new(),
+        });
+    }
+    for profile in &config.bfd_profiles {
+        let source = format!("BFDProfile {}/{}", profile.namespace, profile.name);
+        migration.bfd_profiles.push(BFDProfile {
+            metadata: metadata(&profile.name, &source, &profile.labels),
+            spec: profile.spec.clone(),
+        });
+        migration.rows.push(Row {
+            source,
+            result: format!("BFDProfile {}", profile.name),
+            outcome: Outcome::Converted,
+            note: String::new(),
+        });
+    }
+    for community in &config.communities {
+        migration.rows.push(Row {
+            source: format!("Community {}/{}", community.namespace, community.name),
+            result: "-".into(),
+            outcome: Outcome::Converted,
+            note: "its values are written into the BGPAdvertisements that name them".into(),
+        });
+    }
+}
+
 /// MetalLB's priority 0 is "no priority" (its pools without one come last); Herald's is
 /// unset for that.
 fn service_allocation(allocation: ServiceAllocation) -> ServiceAllocation {
@@ -266,8 +439,8 @@ fn convert_legacy(
             other => (
                 Outcome::NotConverted,
                 format!(
-                    "protocol {other:?} is not converted yet: the pool keeps its addresses, but \
-                     Herald does not announce them"
+                    "protocol {other:?}: the pool keeps its addresses, but the legacy \
+                     ConfigMap's BGP is not converted (see its peers row)"
                 ),
                 format!("IPAddressPool {}", pool.name),
             ),
@@ -284,7 +457,9 @@ fn convert_legacy(
             source: format!("ConfigMap {namespace}/{name} peers, bgp-communities"),
             result: "-".into(),
             outcome: Outcome::NotConverted,
-            note: "BGP is not converted yet".into(),
+            note: "BGP of MetalLB before 0.13 is not converted: move to MetalLB's BGPPeer and \
+                   BGPAdvertisement objects (MetalLB 0.13 converts them), then migrate those"
+                .into(),
         });
     }
 }
@@ -335,32 +510,19 @@ fn bad_addresses(source: &str, entries: &[String]) -> Vec<Refusal> {
 
 /// Two MetalLB objects of one kind and name in different namespaces would become one.
 fn same_names(migration: &Migration) -> Vec<Refusal> {
-    let mut pools: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for pool in &migration.pools {
-        pools
-            .entry(name_of(&pool.metadata))
+    let mut seen: BTreeMap<(&'static str, String), Vec<String>> = BTreeMap::new();
+    for (kind, metadata, _) in migration.objects() {
+        seen.entry((kind, name_of(metadata)))
             .or_default()
-            .push(source_namespace(&pool.metadata));
+            .push(source_namespace(metadata));
     }
-    let mut advertisements: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for advertisement in &migration.advertisements {
-        advertisements
-            .entry(name_of(&advertisement.metadata))
-            .or_default()
-            .push(source_namespace(&advertisement.metadata));
-    }
-    let refuse = |kind: &'static str, names: BTreeMap<String, Vec<String>>| {
-        names
-            .into_iter()
-            .filter(|(_, namespaces)| namespaces.len() > 1)
-            .map(move |(name, namespaces)| Refusal::SameName {
-                kind,
-                name,
-                namespaces,
-            })
-    };
-    refuse("IPAddressPool", pools)
-        .chain(refuse("L2Advertisement", advertisements))
+    seen.into_iter()
+        .filter(|(_, namespaces)| namespaces.len() > 1)
+        .map(|((kind, name), namespaces)| Refusal::SameName {
+            kind,
+            name,
+            namespaces,
+        })
         .collect()
 }
 
@@ -384,46 +546,94 @@ fn source_namespace(metadata: &ObjectMeta) -> String {
 /// Objects Herald already has under the same name: identical ones are left as they are (a
 /// second run changes nothing), different ones refuse the migration.
 fn existing_objects(migration: &mut Migration, cluster: &Cluster) -> Vec<Refusal> {
+    let existing: BTreeMap<(&'static str, String), serde_json::Value> = cluster
+        .objects()
+        .map(|(kind, metadata, spec)| ((kind, name_of(metadata)), spec))
+        .collect();
     let mut refusals = Vec::new();
     let mut unchanged = BTreeSet::new();
-    for pool in &migration.pools {
-        let name = name_of(&pool.metadata);
-        if let Some(existing) = cluster.pools.iter().find(|p| name_of(&p.metadata) == name) {
-            if existing.spec == pool.spec {
-                unchanged.insert(format!("IPAddressPool {name}"));
-            } else {
-                refusals.push(Refusal::Exists {
-                    kind: "IPAddressPool",
-                    name,
-                });
+    for (kind, metadata, spec) in migration.objects() {
+        let name = name_of(metadata);
+        match existing.get(&(kind, name.clone())) {
+            Some(theirs) if *theirs == spec => {
+                unchanged.insert(format!("{kind} {name}"));
             }
-        }
-    }
-    for advertisement in &migration.advertisements {
-        let name = name_of(&advertisement.metadata);
-        if let Some(existing) = cluster
-            .advertisements
-            .iter()
-            .find(|a| name_of(&a.metadata) == name)
-        {
-            if existing.spec == advertisement.spec {
-                unchanged.insert(format!("L2Advertisement {name}"));
-            } else {
-                refusals.push(Refusal::Exists {
-                    kind: "L2Advertisement",
-                    name,
-                });
-            }
+            Some(_) => refusals.push(Refusal::Exists { kind, name }),
+            None => {}
         }
     }
     for row in &mut migration.rows {
-        if row.outcome == Outcome::Converted
+        if matches!(row.outcome, Outcome::Converted | Outcome::Warning)
             && row.result.split(", ").all(|r| unchanged.contains(r))
         {
             row.outcome = Outcome::Unchanged;
         }
     }
     refusals
+}
+
+impl Migration {
+    /// Every object to write: its kind, metadata and spec.
+    fn objects(&self) -> impl Iterator<Item = (&'static str, &ObjectMeta, serde_json::Value)> {
+        objects(
+            &self.pools,
+            &self.advertisements,
+            &self.bgp_peers,
+            &self.bgp_advertisements,
+            &self.bfd_profiles,
+        )
+    }
+}
+
+impl Cluster {
+    /// Herald's objects of the kinds a migration writes.
+    fn objects(&self) -> impl Iterator<Item = (&'static str, &ObjectMeta, serde_json::Value)> {
+        objects(
+            &self.pools,
+            &self.advertisements,
+            &self.bgp_peers,
+            &self.bgp_advertisements,
+            &self.bfd_profiles,
+        )
+    }
+}
+
+/// Objects of every kind a migration writes, with their specs as JSON so that they compare
+/// alike.
+fn objects<'a>(
+    pools: &'a [IPAddressPool],
+    advertisements: &'a [L2Advertisement],
+    bgp_peers: &'a [BGPPeer],
+    bgp_advertisements: &'a [BGPAdvertisement],
+    bfd_profiles: &'a [BFDProfile],
+) -> impl Iterator<Item = (&'static str, &'a ObjectMeta, serde_json::Value)> {
+    fn each<'a, T>(
+        kind: &'static str,
+        objects: &'a [T],
+        parts: fn(&'a T) -> (&'a ObjectMeta, serde_json::Value),
+    ) -> impl Iterator<Item = (&'static str, &'a ObjectMeta, serde_json::Value)> {
+        objects.iter().map(move |o| {
+            let (metadata, spec) = parts(o);
+            (kind, metadata, spec)
+        })
+    }
+    each("IPAddressPool", pools, |o| (&o.metadata, to_json(&o.spec)))
+        .chain(each("L2Advertisement", advertisements, |o| {
+            (&o.metadata, to_json(&o.spec))
+        }))
+        .chain(each("BGPPeer", bgp_peers, |o| {
+            (&o.metadata, to_json(&o.spec))
+        }))
+        .chain(each("BGPAdvertisement", bgp_advertisements, |o| {
+            (&o.metadata, to_json(&o.spec))
+        }))
+        .chain(each("BFDProfile", bfd_profiles, |o| {
+            (&o.metadata, to_json(&o.spec))
+        }))
+}
+
+fn to_json<T: serde::Serialize>(spec: &T) -> serde_json::Value {
+    serde_json::to_value(spec).unwrap_or_default()
 }
 
 /// Pools of the migration that share addresses with each other or with Herald's other pools.
@@ -598,7 +808,7 @@ mod tests {
     }
 
     #[test]
-    fn pools_and_advertisements_map_field_for_field_and_bgp_is_listed_not_dropped() {
+    fn pools_and_advertisements_map_field_for_field() {
         let mut lan = pool("metallb-system", "lan", &["192.0.2.0/28", "2001:db8::/120"]);
         lan.labels.insert("zone".into(), "a".into());
         lan.spec.auto_assign = Some(false);
@@ -620,8 +830,7 @@ mod tests {
                     ..metallb::L2AdvertisementSpec::default()
                 },
             }],
-            unconverted: vec![("BGPPeer".into(), "metallb-system".into(), "tor".into())],
-            legacy: None,
+            ..Configuration::default()
         };
         let migration = migrate(&config, &Cluster::default()).unwrap();
         let spec = &migration.pools[0].spec;
@@ -648,12 +857,175 @@ mod tests {
                     "L2Advertisement lan".into(),
                     Outcome::Converted
                 ),
-                (
-                    "BGPPeer metallb-system/tor".into(),
-                    "-".into(),
-                    Outcome::NotConverted
-                ),
             ]
+        );
+    }
+
+    fn object<T>(name: &str, spec: T) -> Object<T> {
+        Object {
+            namespace: "metallb-system".into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            spec,
+        }
+    }
+
+    fn peer(yaml: &str) -> metallb::BgpPeerSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    /// What MetalLB users write for BGP: a peer per rack with a password Secret and BFD, a
+    /// profile, an advertisement with a named and a literal community.
+    fn bgp_config() -> Configuration {
+        Configuration {
+            bgp_peers: vec![object(
+                "tor-a",
+                peer(
+                    "myASN: 64512\npeerASN: 64500\npeerAddress: 192.0.2.1\nholdTime: 9s\n\
+                     keepaliveTime: 3s\nrouterID: 192.0.2.11\nbfdProfile: fast\n\
+                     passwordSecret: {name: tor-a, namespace: metallb-system}\n\
+                     enableGracefulRestart: true\n\
+                     nodeSelectors: [{matchLabels: {rack: a}}]\n",
+                ),
+            )],
+            bgp_advertisements: vec![object(
+                "routed",
+                serde_yaml::from_str(
+                    "ipAddressPools: [routed]\nlocalPref: 150\naggregationLength: 32\n\
+                     communities: [no-advertise, '64512:100', 'large:64512:1:2']\npeers: [tor-a]\n",
+                )
+                .unwrap(),
+            )],
+            bfd_profiles: vec![object(
+                "fast",
+                serde_yaml::from_str(
+                    "receiveInterval: 100\ntransmitInterval: 100\ndetectMultiplier: 3\n",
+                )
+                .unwrap(),
+            )],
+            communities: vec![object(
+                "names",
+                serde_yaml::from_str("communities: [{name: no-advertise, value: '65535:65282'}]\n")
+                    .unwrap(),
+            )],
+            ..Configuration::default()
+        }
+    }
+
+    #[test]
+    fn bgp_objects_map_field_for_field_with_community_names_resolved() {
+        let migration = migrate(&bgp_config(), &Cluster::default()).unwrap();
+        let peer = &migration.bgp_peers[0].spec;
+        assert_eq!(
+            (peer.my_asn, peer.peer_asn, peer.peer_address.as_str()),
+            (64512, 64500, "192.0.2.1")
+        );
+        assert_eq!(peer.hold_time.as_deref(), Some("9s"));
+        assert_eq!(peer.keepalive_time.as_deref(), Some("3s"));
+        assert_eq!(peer.router_id.as_deref(), Some("192.0.2.11"));
+        assert_eq!(peer.bfd_profile.as_deref(), Some("fast"));
+        assert!(peer.enable_graceful_restart);
+        assert_eq!(peer.node_selectors.len(), 1);
+        // Herald's speakers read the Secret in their own namespace, under key `password`.
+        let secret = peer.password_secret.as_ref().unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.namespace.as_ref()),
+            ("tor-a", None)
+        );
+        let advertisement = &migration.bgp_advertisements[0].spec;
+        assert_eq!(
+            advertisement.communities,
+            ["65535:65282", "64512:100", "large:64512:1:2"]
+        );
+        assert_eq!(advertisement.local_pref, Some(150));
+        assert_eq!(advertisement.aggregation_length, Some(32));
+        assert_eq!(advertisement.peers, ["tor-a"]);
+        assert_eq!(migration.bfd_profiles[0].spec.detect_multiplier, Some(3));
+        let row = |source: &str| {
+            migration
+                .rows
+                .iter()
+                .find(|r| r.source == source)
+                .unwrap_or_else(|| panic!("no row for {source}: {:?}", migration.rows))
+                .clone()
+        };
+        let peer_row = row("BGPPeer metallb-system/tor-a");
+        assert_eq!(peer_row.outcome, Outcome::Warning);
+        assert!(
+            peer_row
+                .note
+                .contains("copy Secret metallb-system/tor-a into Herald's namespace"),
+            "{}",
+            peer_row.note
+        );
+        assert_eq!(
+            row("BFDProfile metallb-system/fast").outcome,
+            Outcome::Converted
+        );
+        assert_eq!(
+            row("Community metallb-system/names").outcome,
+            Outcome::Converted
+        );
+
+        // A second run finds them all as written.
+        let cluster = Cluster {
+            bgp_peers: migration.bgp_peers.clone(),
+            bgp_advertisements: migration.bgp_advertisements.clone(),
+            bfd_profiles: migration.bfd_profiles.clone(),
+            ..Cluster::default()
+        };
+        let again = migrate(&bgp_config(), &cluster).unwrap();
+        assert!(
+            again
+                .rows
+                .iter()
+                .filter(|r| r.result != "-")
+                .all(|r| r.outcome == Outcome::Unchanged),
+            "{:?}",
+            again.rows
+        );
+    }
+
+    #[test]
+    fn bgp_herald_cannot_follow_is_listed_and_a_plain_password_refuses() {
+        let mut config = bgp_config();
+        config.bgp_peers.push(object(
+            "in-vrf",
+            peer("myASN: 64512\npeerASN: 64501\npeerAddress: 198.51.100.1\nvrf: red\n"),
+        ));
+        config.bgp_advertisements[0].spec.communities = vec!["no-such-name".into()];
+        let migration = migrate(&config, &Cluster::default()).unwrap();
+        let not_converted: Vec<(&str, &str)> = migration
+            .rows
+            .iter()
+            .filter(|r| r.outcome == Outcome::NotConverted)
+            .map(|r| (r.source.as_str(), r.note.as_str()))
+            .collect();
+        assert_eq!(not_converted.len(), 2, "{not_converted:?}");
+        assert!(
+            not_converted[0].1.contains("vrf \"red\""),
+            "{not_converted:?}"
+        );
+        assert!(
+            not_converted[1].1.contains("\"no-such-name\""),
+            "{not_converted:?}"
+        );
+        assert_eq!(migration.bgp_peers.len(), 1);
+        assert!(migration.bgp_advertisements.is_empty());
+
+        config.bgp_peers[0].spec.password = Some("secret".into());
+        let refusals = migrate(&config, &Cluster::default()).unwrap_err();
+        assert_eq!(
+            refusals,
+            [Refusal::PlainPassword {
+                peer: "metallb-system/tor-a".into(),
+                name: "tor-a".into()
+            }]
+        );
+        assert!(
+            refusals[0]
+                .to_string()
+                .contains("kubectl create secret generic tor-a-password")
         );
     }
 

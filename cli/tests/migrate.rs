@@ -163,12 +163,58 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
         json!({"ipAddressPoolSelectors": [{"matchLabels": {"zone": "a"}}]}),
     )
     .await;
+    // BGP: a plain peer; a rack's peer with a password Secret, BFD and timers; a BFD profile,
+    // named communities and an advertisement using one of them.
+    let (tor, tor_b, fast, routed) = (
+        cluster.unique_name("tor"),
+        cluster.unique_name("tor-b"),
+        cluster.unique_name("fast"),
+        cluster.unique_name("routed"),
+    );
     metallb(
         &cluster,
         "v1beta2",
         "BGPPeer",
-        &cluster.unique_name("tor"),
+        &tor,
         json!({"myASN": 64500, "peerASN": 64501, "peerAddress": "198.51.100.1"}),
+    )
+    .await;
+    metallb(
+        &cluster,
+        "v1beta2",
+        "BGPPeer",
+        &tor_b,
+        json!({
+        "myASN": 64500, "peerASN": 64502, "peerAddress": "198.51.100.2", "holdTime": "9s",
+        "keepaliveTime": "3s", "bfdProfile": fast, "enableGracefulRestart": true,
+        "passwordSecret": {"name": "tor-b", "namespace": ns},
+        "nodeSelectors": [{"matchLabels": {"rack": "b"}}]}),
+    )
+    .await;
+    metallb(
+        &cluster,
+        "v1beta1",
+        "BFDProfile",
+        &fast,
+        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}),
+    )
+    .await;
+    metallb(
+        &cluster,
+        "v1beta1",
+        "Community",
+        &cluster.unique_name("names"),
+        json!({"communities": [{"name": "no-advertise", "value": "65535:65282"}]}),
+    )
+    .await;
+    metallb(
+        &cluster,
+        "v1beta1",
+        "BGPAdvertisement",
+        &routed,
+        json!({
+        "ipAddressPools": [dmz], "localPref": 150, "peers": [tor_b],
+        "communities": ["no-advertise", "64500:100"]}),
     )
     .await;
     // A cluster upgraded from MetalLB 0.12 may still hold its ConfigMap.
@@ -224,6 +270,11 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
     let migrate = ["migrate", "metallb", "--metallb-namespace", &ns];
     let dry = kubectl_herald(&cluster, &migrate);
     assert!(dry.success, "{}", dry.stderr);
+    // The README's example (`-- --nocapture` shows it).
+    eprintln!(
+        "$ kubectl herald migrate metallb > herald.yaml\n{}",
+        dry.stderr
+    );
     let objects = documents(&dry.stdout);
     let find = |kind: &str, name: &str| {
         objects
@@ -263,14 +314,47 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
         find("L2Advertisement", &legacy)["spec"],
         json!({"ipAddressPools": [legacy]})
     );
-    // The table names every source; BGP is listed, not dropped; nothing is written yet.
-    let tor = format!("BGPPeer {ns}/{}", cluster.unique_name("tor"));
+    assert_eq!(
+        find("BGPPeer", &tor_b)["spec"],
+        // peerPort: MetalLB's CRD defaults it.
+        json!({"peerAddress": "198.51.100.2", "peerASN": 64502, "myASN": 64500, "peerPort": 179, "holdTime": "9s",
+               "keepaliveTime": "3s", "bfdProfile": fast, "enableGracefulRestart": true,
+               "passwordSecret": {"name": "tor-b"},
+               "nodeSelectors": [{"matchLabels": {"rack": "b"}}]})
+    );
+    assert_eq!(
+        find("BFDProfile", &fast)["spec"],
+        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3})
+    );
+    assert_eq!(
+        find("BGPAdvertisement", &routed)["spec"],
+        // The aggregation lengths: MetalLB's CRD defaults them (one route per address).
+        json!({"ipAddressPools": [dmz], "peers": [tor_b], "localPref": 150,
+               "aggregationLength": 32, "aggregationLengthV6": 128,
+               "communities": ["65535:65282", "64500:100"]})
+    );
+    // The table names every source; nothing is written yet. The only warning is the peer
+    // whose password Secret must be copied to Herald's namespace.
     assert_eq!(
         row_of(&dry.stderr, &format!("IPAddressPool {ns}/{lan}"))[1..3],
         [format!("IPAddressPool {lan}"), "converted".into()]
     );
-    assert_eq!(row_of(&dry.stderr, &tor)[1..3], ["-", "not converted"]);
-    assert!(!dry.stderr.contains("warning"), "{}", dry.stderr);
+    assert_eq!(
+        row_of(&dry.stderr, &format!("BGPPeer {ns}/{tor}"))[1..3],
+        [format!("BGPPeer {tor}"), "converted".into()]
+    );
+    let warnings: Vec<&str> = dry
+        .stderr
+        .lines()
+        .filter(|line| line.contains("warning"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", dry.stderr);
+    assert!(
+        warnings[0].starts_with(&format!("BGPPeer {ns}/{tor_b}"))
+            && warnings[0].contains(&format!("copy Secret {ns}/tor-b into Herald's namespace")),
+        "{}",
+        dry.stderr
+    );
     let pools = Api::<herald_crds::IPAddressPool>::all(cluster.client());
     assert!(pools.get_opt(&lan).await.unwrap().is_none());
 
@@ -304,6 +388,22 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
     assert_eq!(
         pools.get(&lan).await.unwrap().spec.addresses,
         ["192.0.2.0/28", "2001:db8:1::/124"]
+    );
+    // Herald's API (its CEL rules included) takes the BGP objects.
+    let peers = Api::<herald_crds::BGPPeer>::all(cluster.client());
+    assert_eq!(
+        peers.get(&tor_b).await.unwrap().spec.bfd_profile,
+        Some(fast.clone())
+    );
+    let advertisements = Api::<herald_crds::BGPAdvertisement>::all(cluster.client());
+    assert_eq!(
+        advertisements.get(&routed).await.unwrap().spec.local_pref,
+        Some(150)
+    );
+    let profiles = Api::<herald_crds::BFDProfile>::all(cluster.client());
+    assert_eq!(
+        profiles.get(&fast).await.unwrap().spec.detect_multiplier,
+        Some(3)
     );
     // Again: nothing changes.
     let again = kubectl_herald(&cluster, &migrate);
