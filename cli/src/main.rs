@@ -90,10 +90,11 @@ enum Output {
 
 #[derive(Subcommand, Debug)]
 enum Migrate {
-    /// Converts MetalLB's IPAddressPools and L2Advertisements (and the `config` ConfigMap of
-    /// MetalLB before 0.13) into Herald's. Prints them as YAML on stdout and a table of what
-    /// maps on stderr; `--apply` applies them. Services keep their addresses: Herald's
-    /// controller keeps an address a Service already shows when a pool holds it.
+    /// Converts MetalLB's IPAddressPools, L2Advertisements, BGPPeers, BGPAdvertisements and
+    /// BFDProfiles (and the `config` ConfigMap of MetalLB before 0.13) into Herald's. Prints
+    /// them as YAML on stdout and a table of what maps on stderr; `--apply` applies them.
+    /// Services keep their addresses: Herald's controller keeps an address a Service already
+    /// shows when a pool holds it.
     Metallb {
         /// Apply the objects (server-side apply) instead of printing them.
         #[arg(long, conflicts_with = "dry_run")]
