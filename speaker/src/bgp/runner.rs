@@ -229,25 +229,32 @@ impl Bgp {
             &passwords,
             &self.objects.profiles(),
         );
-        let applied_before = self.reloads.borrow().applied;
-        let changed = self.config.send_if_modified(|current| {
+        self.config.send_if_modified(|current| {
             let changed = current.as_ref() != Some(&config);
-            *current = Some(config);
+            *current = Some(config.clone());
             changed
         });
-        if !changed {
+        // Until FRR runs this very configuration: a reload in flight when the stop came (of
+        // the configuration before) ends first, and is no withdrawal.
+        if self.reloads.borrow().running.as_ref() == Some(&config) {
             return;
         }
         info!("withdrawing this node's routes from its BGP peers");
         let withdrawn = self
             .reloads
-            .wait_for(|status| status.applied > applied_before || status.last_failure.is_some());
-        match tokio::time::timeout(WITHDRAW_WAIT, withdrawn).await {
-            Ok(Ok(status)) if status.last_failure.is_none() => info!("routes withdrawn"),
-            Ok(Ok(status)) => {
-                warn!(failure = ?status.last_failure, "FRR did not take the withdrawal")
-            }
-            _ => warn!("FRR did not withdraw the routes within {WITHDRAW_WAIT:?}"),
+            .wait_for(|status| status.running.as_ref() == Some(&config));
+        let withdrawn = matches!(
+            tokio::time::timeout(WITHDRAW_WAIT, withdrawn).await,
+            Ok(Ok(_))
+        );
+        if withdrawn {
+            info!("routes withdrawn");
+        } else {
+            let failure = self.reloads.borrow().last_failure.clone();
+            warn!(
+                ?failure,
+                "FRR did not withdraw the routes within {WITHDRAW_WAIT:?}"
+            );
         }
     }
 

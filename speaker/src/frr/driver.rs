@@ -14,8 +14,8 @@ use crate::metrics::{Metrics, ReloadResult};
 /// What the driver has done, for conditions and Events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadStatus {
-    /// Configurations FRR took in full.
-    pub applied: u64,
+    /// The configuration FRR runs, as last applied in full; None before the first.
+    pub running: Option<String>,
     /// FRR's message for the last attempt, while the configuration wanted is not applied
     /// because of it.
     pub last_failure: Option<String>,
@@ -70,7 +70,9 @@ pub async fn run(
                     .inc();
                 reloads.on_outcome(&outcome, Instant::now());
                 status.send_modify(|s| {
-                    s.applied += u64::from(outcome == Outcome::Applied);
+                    if outcome == Outcome::Applied {
+                        s.running = Some(config.clone());
+                    }
                     s.last_failure = reloads.last_failure().map(str::to_string);
                 });
             }
