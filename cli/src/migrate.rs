@@ -52,6 +52,18 @@ pub struct Row {
     pub note: String,
 }
 
+impl Row {
+    /// A MetalLB object that became `result`, with nothing to add.
+    fn converted(source: String, result: String) -> Row {
+        Row {
+            source,
+            result,
+            outcome: Outcome::Converted,
+            note: String::new(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     Converted,
@@ -179,12 +191,10 @@ fn convert_resources(
         migration
             .pools
             .push(herald_pool(pool, &source, spec, &pool.labels));
-        migration.rows.push(Row {
+        migration.rows.push(Row::converted(
             source,
-            result: format!("IPAddressPool {}", pool.name),
-            outcome: Outcome::Converted,
-            note: String::new(),
-        });
+            format!("IPAddressPool {}", pool.name),
+        ));
     }
     for advertisement in &config.l2_advertisements {
         let source = format!(
@@ -207,12 +217,10 @@ fn convert_resources(
             metadata: metadata(&advertisement.name, &source, &advertisement.labels),
             spec,
         });
-        migration.rows.push(Row {
+        migration.rows.push(Row::converted(
             source,
-            result: format!("L2Advertisement {}", advertisement.name),
-            outcome: Outcome::Converted,
-            note: String::new(),
-        });
+            format!("L2Advertisement {}", advertisement.name),
+        ));
     }
 }
 
@@ -354,12 +362,10 @@ fn convert_bgp(config: &Configuration, migration: &mut Migration, refusals: &mut
                 communities,
             },
         });
-        migration.rows.push(Row {
+        migration.rows.push(Row::converted(
             source,
-            result: format!("BGPAdvertisement {}", advertisement.name),
-            outcome: Outcome::Converted,
-            note: String::new(),
-        });
+            format!("BGPAdvertisement {}", advertisement.name),
+        ));
     }
     for profile in &config.bfd_profiles {
         let source = format!("BFDProfile {}/{}", profile.namespace, profile.name);
@@ -367,12 +373,10 @@ fn convert_bgp(config: &Configuration, migration: &mut Migration, refusals: &mut
             metadata: metadata(&profile.name, &source, &profile.labels),
             spec: profile.spec.clone(),
         });
-        migration.rows.push(Row {
+        migration.rows.push(Row::converted(
             source,
-            result: format!("BFDProfile {}", profile.name),
-            outcome: Outcome::Converted,
-            note: String::new(),
-        });
+            format!("BFDProfile {}", profile.name),
+        ));
     }
     for community in &config.communities {
         migration.rows.push(Row {
