@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use herald_speaker::frr::{self, Frr, Outcome, Paths, ReloadStatus, Timings};
 use herald_speaker::metrics::{Metrics, ReloadResult};
 use herald_tests::bgp_lan::{BgpLan, NODE_ASN, ROUTER, ROUTER_ASN, client_reaches, serve};
-use herald_tests::eventually;
 use herald_tests::frr::FrrNode;
 use herald_tests::lan::Host;
 use herald_tests::router::bird_config;
+use herald_tests::{Process, eventually};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -105,6 +105,18 @@ async fn apply(node: &FrrNode, config: &str) {
     );
 }
 
+/// A TCP server on SERVICE in every node, and SERVICE/32 advertised from each with `options`;
+/// the servers run until dropped.
+async fn serve_from_every_node(lan: &BgpLan, options: &Options) -> Vec<Process> {
+    let prefixes = vec![format!("{SERVICE}/32")];
+    let mut servers = Vec::new();
+    for node in &lan.nodes {
+        servers.push(serve(node, SERVICE));
+        apply(node, &frr_config(&node.host, &prefixes, options)).await;
+    }
+    servers
+}
+
 fn gateways(lan: &BgpLan, prefix: &str) -> Vec<IpAddr> {
     lan.router.kernel_gateways(prefix)
 }
@@ -128,16 +140,7 @@ async fn wait_for_gateways(lan: &BgpLan, prefix: &str, wanted: &[IpAddr], what: 
 #[tokio::test]
 async fn the_router_learns_an_address_from_every_node_and_the_client_reaches_it() {
     let lan = BgpLan::new("bgp-ecmp", 3, "");
-    let prefixes = vec![format!("{SERVICE}/32")];
-    let mut servers = Vec::new();
-    for node in &lan.nodes {
-        servers.push(serve(node, SERVICE));
-        apply(
-            node,
-            &frr_config(&node.host, &prefixes, &Options::default()),
-        )
-        .await;
-    }
+    let _servers = serve_from_every_node(&lan, &Options::default()).await;
     let all = node_addresses(&lan, &["node1", "node2", "node3"]);
     wait_for_gateways(
         &lan,
@@ -356,16 +359,11 @@ async fn sessions_that_fail_say_why() {
 #[tokio::test]
 async fn bfd_withdraws_the_route_of_a_node_whose_link_is_cut() {
     let lan = BgpLan::new("bgp-bfd", 2, "bfd on;");
-    let prefixes = vec![format!("{SERVICE}/32")];
     let options = Options {
         bfd: true,
         ..Options::default()
     };
-    let mut servers = Vec::new();
-    for node in &lan.nodes {
-        servers.push(serve(node, SERVICE));
-        apply(node, &frr_config(&node.host, &prefixes, &options)).await;
-    }
+    let _servers = serve_from_every_node(&lan, &options).await;
     let both = node_addresses(&lan, &["node1", "node2"]);
     wait_for_gateways(&lan, SERVICE, &both, "a multipath route through both nodes").await;
     eventually(WAIT, "BFD up on node1", || async {
@@ -413,16 +411,11 @@ async fn bfd_withdraws_the_route_of_a_node_whose_link_is_cut() {
 #[tokio::test]
 async fn graceful_restart_keeps_a_nodes_routes_while_its_bgpd_restarts() {
     let mut lan = BgpLan::new("bgp-gr", 2, "");
-    let prefixes = vec![format!("{SERVICE}/32")];
     let options = Options {
         graceful_restart: true,
         ..Options::default()
     };
-    let mut servers = Vec::new();
-    for node in &lan.nodes {
-        servers.push(serve(node, SERVICE));
-        apply(node, &frr_config(&node.host, &prefixes, &options)).await;
-    }
+    let _servers = serve_from_every_node(&lan, &options).await;
     let both = node_addresses(&lan, &["node1", "node2"]);
     wait_for_gateways(&lan, SERVICE, &both, "a multipath route through both nodes").await;
 
