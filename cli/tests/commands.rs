@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use support::rows;
+use support::{rows, service};
 
 mod support;
 
@@ -36,21 +36,6 @@ async fn pool(cluster: &TestCluster, name: &str, spec: Value) {
     .unwrap();
     Api::<DynamicObject>::all_with(cluster.client(), &resource)
         .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-}
-
-async fn service(cluster: &TestCluster, name: &str, annotations: Value, spec: Value) {
-    let mut full = json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
-                          "selector": {"app": name}});
-    full.as_object_mut()
-        .unwrap()
-        .extend(spec.as_object().unwrap().clone());
-    let service: Service = serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": annotations}, "spec": full}))
-    .unwrap();
-    Api::<Service>::namespaced(cluster.client(), cluster.namespace())
-        .create(&PostParams::default(), &service)
         .await
         .unwrap();
 }

@@ -22,22 +22,9 @@ use serde_json::{Value, json};
 
 mod support;
 
-const WAIT: Duration = Duration::from_secs(30);
+use support::service;
 
-async fn service(cluster: &TestCluster, name: &str, annotations: Value, spec: Value) {
-    let mut full = json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
-                          "selector": {"app": name}, "ports": [{"port": 80}]});
-    full.as_object_mut()
-        .unwrap()
-        .extend(spec.as_object().unwrap().clone());
-    let service: Service = serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": annotations}, "spec": full}))
-    .unwrap();
-    Api::<Service>::namespaced(cluster.client(), cluster.namespace())
-        .create(&PostParams::default(), &service)
-        .await
-        .unwrap();
-}
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Waits for the controller's Allocated condition to have `reason`.
 async fn allocated(cluster: &TestCluster, name: &str, reason: &str) {

@@ -7,12 +7,32 @@ use std::path::Path;
 use std::process::Command;
 
 use herald_tests::{Process, TestCluster, free_port};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
 
 /// What one `kubectl herald` run printed, and whether it succeeded.
 pub struct Run {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// Creates LoadBalancer Service `name` (port 80, selecting `app: name`) with `annotations`;
+/// `spec` adds to its spec or replaces parts of it.
+pub async fn service(cluster: &TestCluster, name: &str, annotations: Value, spec: Value) {
+    let mut full = json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+                          "selector": {"app": name}, "ports": [{"port": 80}]});
+    full.as_object_mut()
+        .unwrap()
+        .extend(spec.as_object().unwrap().clone());
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": annotations}, "spec": full}))
+    .unwrap();
+    Api::<Service>::namespaced(cluster.client(), cluster.namespace())
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
 }
 
 pub fn kubectl_herald(cluster: &TestCluster, args: &[&str]) -> Run {
