@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use herald_controller::status::Condition;
+use herald_controller::status::{self, Condition};
 use herald_tests::{Process, TestCluster, eventually, free_port};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
@@ -165,7 +165,8 @@ pub async fn condition(cluster: &TestCluster, name: &str, reason: &str) -> Condi
     .await
 }
 
-/// The Events about a Service, as `reason: note`.
+/// Herald's controller's Events about a Service, as `reason: note`. Not the API server's own:
+/// its ClusterIP repair loop may report on a Service too (`ClusterIPNotAllocated`).
 pub async fn events(cluster: &TestCluster, name: &str) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(cluster.client(), cluster.namespace());
     let list = api
@@ -174,6 +175,7 @@ pub async fn events(cluster: &TestCluster, name: &str) -> Vec<String> {
         .unwrap();
     list.items
         .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some(status::FIELD_MANAGER))
         .map(|e| {
             format!(
                 "{}: {}",
