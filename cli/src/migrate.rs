@@ -1527,6 +1527,19 @@ address-pools:
     }
 
     #[test]
+    fn a_legacy_peer_whose_address_is_not_one_refuses() {
+        let text = "peers:\n- {peer-address: tor-a.example, peer-asn: 64501, my-asn: 64500}\n";
+        let refusals = migrate(&legacy_config(text), &Cluster::default()).unwrap_err();
+        assert_eq!(
+            refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            [
+                "ConfigMap metallb-system/config peers[0]: address entry \"tor-a.example\": \
+              peer-address: invalid IP address syntax"
+            ]
+        );
+    }
+
+    #[test]
     fn a_legacy_configmap_gives_a_pool_per_address_pool_and_an_advertisement_per_layer2_one() {
         let legacy = metallb::parse_legacy(
             "peers:\n- peer-address: 198.51.100.1\n  peer-asn: 64501\n  my-asn: 64500\n\
