@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +10,7 @@ use herald_cli::{pools, services, status, table, why};
 use herald_crds::{IPAddressPool, L2Advertisement};
 use herald_speaker::heartbeat;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -111,6 +111,10 @@ enum Migrate {
         /// The `--load-balancer-class` Herald's controller is given, if any.
         #[arg(long)]
         load_balancer_class: Option<String>,
+
+        /// The namespace Herald runs in, where the speakers read BGP password Secrets.
+        #[arg(long, default_value = "herald-system")]
+        herald_namespace: String,
     },
 }
 
@@ -229,9 +233,20 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             dry_run: _,
             metallb_namespace,
             load_balancer_class,
+            herald_namespace,
         }) => {
             let config = read_metallb(&client, &metallb_namespace).await?;
-            let cluster = read_cluster(&client, load_balancer_class).await?;
+            let mut cluster = read_cluster(&client, load_balancer_class).await?;
+            // Only a legacy peer's plain-text password needs them: listing Secrets takes a
+            // permission that a migration without one should not need.
+            if config
+                .legacy
+                .as_ref()
+                .is_some_and(|(_, _, legacy)| legacy.peers.iter().any(|p| p.password.is_some()))
+            {
+                cluster.secrets = secret_names(&client, &herald_namespace).await?;
+            }
+            cluster.herald_namespace = herald_namespace;
             let migration = match migrate::migrate(&config, &cluster) {
                 Ok(migration) => migration,
                 Err(refusals) => {
@@ -373,7 +388,25 @@ async fn read_cluster(client: &Client, class: Option<String>) -> anyhow::Result<
         services,
         namespaces,
         class,
+        ..Cluster::default()
     })
+}
+
+/// The names of the Secrets in `namespace` (their metadata only: no password is read).
+async fn secret_names(client: &Client, namespace: &str) -> anyhow::Result<BTreeSet<String>> {
+    Ok(Api::<Secret>::namespaced(client.clone(), namespace)
+        .list_metadata(&ListParams::default())
+        .await
+        .with_context(|| {
+            format!(
+                "listing the Secrets in {namespace} (a legacy BGP peer's password must be in \
+                 one there; --herald-namespace names Herald's namespace)"
+            )
+        })?
+        .items
+        .into_iter()
+        .map(|s| s.name_any())
+        .collect())
 }
 
 fn table(migration: &Migration) -> String {

@@ -125,6 +125,18 @@ pub enum Refusal {
     )]
     PlainPassword { peer: String, name: String },
     #[error(
+        "{entry} ({address}) has its password in plain text: Herald reads passwords only from \
+         Secrets. Put it in one (kubectl create secret generic {secret} -n {namespace} \
+         --from-literal=password=...), then migrate again: BGPPeer {peer} will read it there"
+    )]
+    LegacyPlainPassword {
+        entry: String,
+        address: String,
+        secret: String,
+        namespace: String,
+        peer: String,
+    },
+    #[error(
         "Service {holder} shows {ip}, which Herald would hand out to other Services: it is in \
          pool {pool:?} but the Service is not Herald's ({why})"
     )]
@@ -148,6 +160,10 @@ pub struct Cluster {
     pub namespaces: BTreeMap<String, Labels>,
     /// The controller's `--load-balancer-class`, if it is given one.
     pub class: Option<String>,
+    /// Herald's namespace, where the speakers read the BGP peers' password Secrets.
+    pub herald_namespace: String,
+    /// The names of the Secrets there.
+    pub secrets: BTreeSet<String>,
 }
 
 /// Converts `config`; refuses (with every reason) when the result is not safe in `cluster`.
@@ -157,7 +173,15 @@ pub fn migrate(config: &Configuration, cluster: &Cluster) -> Result<Migration, V
     convert_resources(config, &mut migration, &mut refusals);
     convert_bgp(config, &mut migration, &mut refusals);
     if let Some((namespace, name, legacy)) = &config.legacy {
-        convert_legacy(namespace, name, legacy, &mut migration);
+        let legacy_source = LegacySource { namespace, name };
+        convert_legacy(&legacy_source, legacy, &mut migration);
+        convert_legacy_bgp(
+            &legacy_source,
+            legacy,
+            cluster,
+            &mut migration,
+            &mut refusals,
+        );
     }
     refusals.extend(same_names(&migration));
     refusals.extend(existing_objects(&mut migration, cluster));
@@ -280,30 +304,10 @@ fn convert_bgp(config: &Configuration, migration: &mut Migration, refusals: &mut
                 key: None,
             }
         });
-        if !spec.disable_mp {
-            notes.push(
-                "routes go to a peer of their own family only (MetalLB's disableMP: true)".into(),
-            );
-        }
-        let herald = BGPPeerSpec {
-            peer_address: spec.peer_address.clone(),
-            peer_asn: spec.peer_asn,
-            my_asn: spec.my_asn,
-            peer_port: spec.peer_port,
-            source_address: spec.source_address.clone(),
-            router_id: spec.router_id.clone(),
-            hold_time: spec.hold_time.clone(),
-            keepalive_time: spec.keepalive_time.clone(),
-            connect_time: spec.connect_time.clone(),
-            ebgp_multi_hop: spec.ebgp_multi_hop,
-            password_secret,
-            bfd_profile: spec.bfd_profile.clone(),
-            enable_graceful_restart: spec.enable_graceful_restart,
-            node_selectors: spec.node_selectors.clone(),
-        };
+        notes.extend(single_family(spec));
         migration.bgp_peers.push(BGPPeer {
             metadata: metadata(&peer.name, &source, &peer.labels),
-            spec: herald,
+            spec: peer_spec(spec, password_secret),
         });
         migration.rows.push(Row {
             source,
@@ -327,40 +331,24 @@ fn convert_bgp(config: &Configuration, migration: &mut Migration, refusals: &mut
             "BGPAdvertisement {}/{}",
             advertisement.namespace, advertisement.name
         );
-        let spec = &advertisement.spec;
-        let mut communities = Vec::new();
-        let mut unknown = Vec::new();
-        for community in &spec.communities {
-            match aliases.get(community.as_str()) {
-                Some(value) => communities.push((*value).to_owned()),
-                None if community.contains(':') => communities.push(community.clone()),
-                None => unknown.push(community.clone()),
+        let spec = match advertisement_spec(&advertisement.spec, &aliases) {
+            Ok(spec) => spec,
+            Err(unknown) => {
+                migration.rows.push(Row {
+                    source,
+                    result: "-".into(),
+                    outcome: Outcome::NotConverted,
+                    note: format!(
+                        "communities {unknown:?} name no Community entry: add them to a \
+                         Community, or write their values"
+                    ),
+                });
+                continue;
             }
-        }
-        if !unknown.is_empty() {
-            migration.rows.push(Row {
-                source,
-                result: "-".into(),
-                outcome: Outcome::NotConverted,
-                note: format!(
-                    "communities {unknown:?} name no Community entry: add them to a Community, \
-                     or write their values"
-                ),
-            });
-            continue;
-        }
+        };
         migration.bgp_advertisements.push(BGPAdvertisement {
             metadata: metadata(&advertisement.name, &source, &advertisement.labels),
-            spec: BGPAdvertisementSpec {
-                ip_address_pools: spec.ip_address_pools.clone(),
-                ip_address_pool_selectors: spec.ip_address_pool_selectors.clone(),
-                peers: spec.peers.clone(),
-                node_selectors: spec.node_selectors.clone(),
-                aggregation_length: spec.aggregation_length,
-                aggregation_length_v6: spec.aggregation_length_v6,
-                local_pref: spec.local_pref,
-                communities,
-            },
+            spec,
         });
         migration.rows.push(Row::converted(
             source,
@@ -388,6 +376,63 @@ fn convert_bgp(config: &Configuration, migration: &mut Migration, refusals: &mut
     }
 }
 
+/// MetalLB's peer as Herald's, but for its password, which each source handles its own way.
+fn peer_spec(spec: &metallb::BgpPeerSpec, password_secret: Option<PasswordSecret>) -> BGPPeerSpec {
+    BGPPeerSpec {
+        peer_address: spec.peer_address.clone(),
+        peer_asn: spec.peer_asn,
+        my_asn: spec.my_asn,
+        peer_port: spec.peer_port,
+        source_address: spec.source_address.clone(),
+        router_id: spec.router_id.clone(),
+        hold_time: spec.hold_time.clone(),
+        keepalive_time: spec.keepalive_time.clone(),
+        connect_time: spec.connect_time.clone(),
+        ebgp_multi_hop: spec.ebgp_multi_hop,
+        password_secret,
+        bfd_profile: spec.bfd_profile.clone(),
+        enable_graceful_restart: spec.enable_graceful_restart,
+        node_selectors: spec.node_selectors.clone(),
+    }
+}
+
+/// What differs for a peer that MetalLB gave both families over one session.
+fn single_family(spec: &metallb::BgpPeerSpec) -> Option<String> {
+    (!spec.disable_mp)
+        .then(|| "routes go to a peer of their own family only (MetalLB's disableMP: true)".into())
+}
+
+/// MetalLB's advertisement as Herald's, community names resolved through `aliases`; the
+/// names that resolve to nothing, if any.
+fn advertisement_spec(
+    spec: &metallb::BgpAdvertisementSpec,
+    aliases: &BTreeMap<&str, &str>,
+) -> Result<BGPAdvertisementSpec, Vec<String>> {
+    let mut communities = Vec::new();
+    let mut unknown = Vec::new();
+    for community in &spec.communities {
+        match aliases.get(community.as_str()) {
+            Some(value) => communities.push((*value).to_owned()),
+            None if community.contains(':') => communities.push(community.clone()),
+            None => unknown.push(community.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    Ok(BGPAdvertisementSpec {
+        ip_address_pools: spec.ip_address_pools.clone(),
+        ip_address_pool_selectors: spec.ip_address_pool_selectors.clone(),
+        peers: spec.peers.clone(),
+        node_selectors: spec.node_selectors.clone(),
+        aggregation_length: spec.aggregation_length,
+        aggregation_length_v6: spec.aggregation_length_v6,
+        // MetalLB sends no LOCAL_PREF for 0; Herald would send 0.
+        local_pref: spec.local_pref.filter(|p| *p != 0),
+        communities,
+    })
+}
+
 /// MetalLB's priority 0 is "no priority" (its pools without one come last); Herald's is
 /// unset for that.
 fn service_allocation(allocation: ServiceAllocation) -> ServiceAllocation {
@@ -397,17 +442,28 @@ fn service_allocation(allocation: ServiceAllocation) -> ServiceAllocation {
     }
 }
 
+/// The legacy ConfigMap, and how its rows name a part of it.
+struct LegacySource<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl LegacySource<'_> {
+    /// `ConfigMap namespace/name part`, such as `... peers[0]`.
+    fn of(&self, part: &str) -> String {
+        format!("ConfigMap {}/{} {part}", self.namespace, self.name)
+    }
+}
+
 /// The ConfigMap of MetalLB before 0.13: each pool becomes an IPAddressPool; a layer-2 pool
 /// also gets an L2Advertisement of its own, from every node on every suitable interface, as
-/// MetalLB announced it.
+/// MetalLB announced it. A `bgp` pool's advertisements are [`convert_legacy_bgp`]'s.
 fn convert_legacy(
-    namespace: &str,
-    name: &str,
+    legacy_source: &LegacySource,
     legacy: &metallb::LegacyConfig,
     migration: &mut Migration,
 ) {
-    let source_of =
-        |pool: &LegacyPool| format!("ConfigMap {namespace}/{name} address-pools[{}]", pool.name);
+    let source_of = |pool: &LegacyPool| legacy_source.of(&format!("address-pools[{}]", pool.name));
     for pool in &legacy.address_pools {
         let source = source_of(pool);
         let spec = IPAddressPoolSpec {
@@ -417,7 +473,7 @@ fn convert_legacy(
             service_allocation: None,
         };
         let object = Object {
-            namespace: namespace.to_owned(),
+            namespace: legacy_source.namespace.to_owned(),
             name: pool.name.clone(),
             labels: BTreeMap::new(),
             spec: (),
@@ -440,11 +496,21 @@ fn convert_legacy(
                     format!("IPAddressPool {0}, L2Advertisement {0}", pool.name),
                 )
             }
+            "bgp" if pool.bgp_advertisements.is_empty() => (
+                Outcome::Converted,
+                String::new(),
+                format!("IPAddressPool {0}, BGPAdvertisement {0}", pool.name),
+            ),
+            "bgp" => (
+                Outcome::Converted,
+                String::new(),
+                format!("IPAddressPool {}", pool.name),
+            ),
             other => (
                 Outcome::NotConverted,
                 format!(
-                    "protocol {other:?}: the pool keeps its addresses, but the legacy \
-                     ConfigMap's BGP is not converted (see its peers row)"
+                    "protocol {other:?} is neither layer2 nor bgp: the pool keeps its \
+                     addresses, but nothing announces them"
                 ),
                 format!("IPAddressPool {}", pool.name),
             ),
@@ -456,15 +522,164 @@ fn convert_legacy(
             note,
         });
     }
-    if !legacy.peers.is_empty() || !legacy.bgp_communities.is_empty() {
-        migration.rows.push(Row {
-            source: format!("ConfigMap {namespace}/{name} peers, bgp-communities"),
-            result: "-".into(),
-            outcome: Outcome::NotConverted,
-            note: "BGP of MetalLB before 0.13 is not converted: move to MetalLB's BGPPeer and \
-                   BGPAdvertisement objects (MetalLB 0.13 converts them), then migrate those"
-                .into(),
+}
+
+/// The ConfigMap's BGP, each part first written as MetalLB 0.13's objects and then converted
+/// as those are: a `bgp` pool's advertisements (one with MetalLB's defaults when it lists
+/// none) named after the pool, the BFD profiles under their names, the peers named after
+/// their addresses ([`legacy_peer_names`]). A plain-text password refuses the migration until
+/// a Secret holds it in Herald's namespace.
+fn convert_legacy_bgp(
+    legacy_source: &LegacySource,
+    legacy: &metallb::LegacyConfig,
+    cluster: &Cluster,
+    migration: &mut Migration,
+    refusals: &mut Vec<Refusal>,
+) {
+    let no_labels = BTreeMap::new();
+    let aliases: BTreeMap<&str, &str> = legacy
+        .bgp_communities
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let default_advertisement = [metallb::LegacyBgpAdvertisement::default()];
+    for pool in legacy.address_pools.iter().filter(|p| p.protocol == "bgp") {
+        let listed = !pool.bgp_advertisements.is_empty();
+        let advertisements = if listed {
+            &pool.bgp_advertisements[..]
+        } else {
+            &default_advertisement[..]
+        };
+        let pool_source = legacy_source.of(&format!("address-pools[{}]", pool.name));
+        for (i, advertisement) in advertisements.iter().enumerate() {
+            let source = if listed {
+                format!("{pool_source} bgp-advertisements[{i}]")
+            } else {
+                pool_source.clone()
+            };
+            let name = numbered(&pool.name, i);
+            match advertisement_spec(&advertisement.to_resource(&pool.name), &aliases) {
+                Ok(spec) => {
+                    migration.bgp_advertisements.push(BGPAdvertisement {
+                        metadata: metadata(&name, &source, &no_labels),
+                        spec,
+                    });
+                    if listed {
+                        migration
+                            .rows
+                            .push(Row::converted(source, format!("BGPAdvertisement {name}")));
+                    }
+                }
+                Err(unknown) => migration.rows.push(Row {
+                    source,
+                    result: "-".into(),
+                    outcome: Outcome::NotConverted,
+                    note: format!(
+                        "communities {unknown:?} name no bgp-communities entry: add them there, \
+                         or write their values"
+                    ),
+                }),
+            }
+        }
+    }
+    for profile in &legacy.bfd_profiles {
+        let source = legacy_source.of(&format!("bfd-profiles[{}]", profile.name));
+        migration.bfd_profiles.push(BFDProfile {
+            metadata: metadata(&profile.name, &source, &no_labels),
+            spec: profile.to_resource(),
         });
+        migration.rows.push(Row::converted(
+            source,
+            format!("BFDProfile {}", profile.name),
+        ));
+    }
+    let names = legacy_peer_names(&legacy.peers);
+    for (i, (peer, name)) in legacy.peers.iter().zip(names).enumerate() {
+        let source = legacy_source.of(&format!("peers[{i}]"));
+        if let Err(e) = peer.peer_address.parse::<IpAddr>() {
+            refusals.push(Refusal::BadAddress {
+                object: source,
+                entry: peer.peer_address.clone(),
+                why: format!("peer-address: {e}"),
+            });
+            continue;
+        }
+        let spec = peer.to_resource();
+        let mut notes = Vec::new();
+        let mut password_secret = None;
+        if spec.password.is_some() {
+            let secret = format!("{name}-password");
+            if !cluster.secrets.contains(&secret) {
+                refusals.push(Refusal::LegacyPlainPassword {
+                    entry: source,
+                    address: peer.peer_address.clone(),
+                    secret,
+                    namespace: cluster.herald_namespace.clone(),
+                    peer: name,
+                });
+                continue;
+            }
+            notes.push(format!(
+                "password from Secret {}/{secret} (the ConfigMap's plain text is not copied)",
+                cluster.herald_namespace
+            ));
+            password_secret = Some(PasswordSecret {
+                name: secret,
+                namespace: None,
+                key: None,
+            });
+        }
+        notes.extend(single_family(&spec));
+        migration.bgp_peers.push(BGPPeer {
+            metadata: metadata(&name, &source, &no_labels),
+            spec: peer_spec(&spec, password_secret),
+        });
+        migration.rows.push(Row {
+            source,
+            result: format!("BGPPeer {name}"),
+            outcome: Outcome::Converted,
+            note: notes.join("; "),
+        });
+    }
+    if !legacy.bgp_communities.is_empty() {
+        migration.rows.push(Row {
+            source: legacy_source.of("bgp-communities"),
+            result: "-".into(),
+            outcome: Outcome::Converted,
+            note: "its values are written into the BGPAdvertisements that name them".into(),
+        });
+    }
+}
+
+/// The legacy peers have no names: each is named after its address (`peer-198-51-100-1`,
+/// `peer-2001-db8--1`), so that a name says which router it is and stays when peers are
+/// reordered; a second peer on one address (another rack's ASN) is `peer-198-51-100-1-2`.
+fn legacy_peer_names(peers: &[metallb::LegacyPeer]) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    peers
+        .iter()
+        .map(|peer| {
+            let address = peer
+                .peer_address
+                .parse::<IpAddr>()
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|_| peer.peer_address.to_lowercase());
+            // `2001:db8::` would end in dashes, which names may not.
+            let base = format!("peer-{}", address.replace(['.', ':'], "-"))
+                .trim_end_matches('-')
+                .to_owned();
+            let count = seen.entry(base.clone()).or_default();
+            *count += 1;
+            numbered(&base, *count - 1)
+        })
+        .collect()
+}
+
+/// `name` for the first of several objects from one source, `name-2`, `name-3` for the next.
+fn numbered(name: &str, index: usize) -> String {
+    match index {
+        0 => name.to_owned(),
+        i => format!("{name}-{}", i + 1),
     }
 }
 
@@ -1033,6 +1248,297 @@ mod tests {
         );
     }
 
+    /// MetalLB 0.12's `config` with BGP, every field its peers, BFD profiles and advertisements
+    /// have: two peers on one router address (a rack each), one on IPv6; a `bgp` pool without
+    /// advertisements, one with three (the last names a community nobody defined).
+    const LEGACY_BGP: &str = "\
+peers:
+- peer-address: 198.51.100.1
+  peer-asn: 64501
+  my-asn: 64500
+  peer-port: 1179
+  source-address: 198.51.100.10
+  hold-time: 9s
+  keepalive-time: 3s
+  router-id: 192.0.2.11
+  bfd-profile: fast
+  ebgp-multihop: true
+  node-selectors:
+  - match-labels: {rack: a}
+    match-expressions:
+    - {key: kubernetes.io/arch, operator: In, values: [amd64, arm64]}
+- peer-address: 2001:db8::1
+  peer-asn: 64502
+  my-asn: 64500
+- peer-address: 198.51.100.1
+  peer-asn: 64501
+  my-asn: 64600
+  node-selectors:
+  - match-labels: {rack: b}
+  - {}
+bgp-communities:
+  no-advertise: 65535:65282
+bfd-profiles:
+- name: fast
+  receive-interval: 100
+  transmit-interval: 150
+  detect-multiplier: 4
+  echo-interval: 60
+  echo-mode: true
+  passive-mode: true
+  minimum-ttl: 250
+address-pools:
+- name: routed
+  protocol: bgp
+  addresses: [203.0.113.0/28]
+- name: tagged
+  protocol: bgp
+  addresses: [198.51.100.64/26, 2001:db8:1::/120]
+  bgp-advertisements:
+  - aggregation-length: 28
+    aggregation-length-v6: 124
+    localpref: 150
+    communities: [no-advertise, 64500:100]
+  - aggregation-length: 32
+    localpref: 0
+  - communities: [no-such-name]
+";
+
+    /// Each object's name and spec, as the API server would get them.
+    fn names_and_specs<T: serde::Serialize>(objects: &[T]) -> Vec<(String, serde_json::Value)> {
+        objects
+            .iter()
+            .map(|o| {
+                let o = to_json(o);
+                (
+                    o["metadata"]["name"].as_str().unwrap().to_owned(),
+                    o["spec"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn legacy_config(text: &str) -> Configuration {
+        Configuration {
+            legacy: Some((
+                "metallb-system".into(),
+                "config".into(),
+                metallb::parse_legacy(text).unwrap(),
+            )),
+            ..Configuration::default()
+        }
+    }
+
+    #[test]
+    fn a_legacy_configmaps_bgp_maps_field_for_field() {
+        let migration = migrate(&legacy_config(LEGACY_BGP), &Cluster::default()).unwrap();
+        assert_eq!(
+            names_and_specs(&migration.bgp_peers),
+            [
+                (
+                    "peer-198-51-100-1".into(),
+                    json!({"peerAddress": "198.51.100.1", "peerASN": 64501, "myASN": 64500,
+                           "peerPort": 1179, "sourceAddress": "198.51.100.10", "holdTime": "9s",
+                           "keepaliveTime": "3s", "routerID": "192.0.2.11", "bfdProfile": "fast",
+                           "ebgpMultiHop": true,
+                           "nodeSelectors": [{"matchLabels": {"rack": "a"}, "matchExpressions": [
+                               {"key": "kubernetes.io/arch", "operator": "In",
+                                "values": ["amd64", "arm64"]}]}]})
+                ),
+                (
+                    "peer-2001-db8--1".into(),
+                    json!({"peerAddress": "2001:db8::1", "peerASN": 64502, "myASN": 64500})
+                ),
+                // The second peer on one address is numbered; a selector `{}` selects every
+                // node, so the peer is on every node.
+                (
+                    "peer-198-51-100-1-2".into(),
+                    json!({"peerAddress": "198.51.100.1", "peerASN": 64501, "myASN": 64600})
+                ),
+            ]
+        );
+        assert_eq!(
+            names_and_specs(&migration.bfd_profiles),
+            [(
+                "fast".into(),
+                json!({"receiveInterval": 100, "transmitInterval": 150, "detectMultiplier": 4,
+                       "echoInterval": 60, "echoMode": true, "passiveMode": true,
+                       "minimumTtl": 250})
+            )]
+        );
+        assert_eq!(
+            names_and_specs(&migration.bgp_advertisements),
+            [
+                // No bgp-advertisements: MetalLB's one default, to every peer.
+                ("routed".into(), json!({"ipAddressPools": ["routed"]})),
+                (
+                    "tagged".into(),
+                    json!({"ipAddressPools": ["tagged"], "aggregationLength": 28,
+                           "aggregationLengthV6": 124, "localPref": 150,
+                           "communities": ["65535:65282", "64500:100"]})
+                ),
+                // MetalLB's localpref 0 sends no LOCAL_PREF: unset.
+                (
+                    "tagged-2".into(),
+                    json!({"ipAddressPools": ["tagged"], "aggregationLength": 32})
+                ),
+            ]
+        );
+        let source = |what: &str| format!("ConfigMap metallb-system/config {what}");
+        assert_eq!(
+            outcomes(&migration),
+            [
+                (
+                    source("address-pools[routed]"),
+                    "IPAddressPool routed, BGPAdvertisement routed".into(),
+                    Outcome::Converted
+                ),
+                (
+                    source("address-pools[tagged]"),
+                    "IPAddressPool tagged".into(),
+                    Outcome::Converted
+                ),
+                (
+                    source("address-pools[tagged] bgp-advertisements[0]"),
+                    "BGPAdvertisement tagged".into(),
+                    Outcome::Converted
+                ),
+                (
+                    source("address-pools[tagged] bgp-advertisements[1]"),
+                    "BGPAdvertisement tagged-2".into(),
+                    Outcome::Converted
+                ),
+                (
+                    source("address-pools[tagged] bgp-advertisements[2]"),
+                    "-".into(),
+                    Outcome::NotConverted
+                ),
+                (
+                    source("bfd-profiles[fast]"),
+                    "BFDProfile fast".into(),
+                    Outcome::Converted
+                ),
+                (
+                    source("peers[0]"),
+                    "BGPPeer peer-198-51-100-1".into(),
+                    Outcome::Converted
+                ),
+                (
+                    source("peers[1]"),
+                    "BGPPeer peer-2001-db8--1".into(),
+                    Outcome::Converted
+                ),
+                (
+                    source("peers[2]"),
+                    "BGPPeer peer-198-51-100-1-2".into(),
+                    Outcome::Converted
+                ),
+                (source("bgp-communities"), "-".into(), Outcome::Converted),
+            ]
+        );
+        let note = |source: &str| {
+            migration
+                .rows
+                .iter()
+                .find(|r| r.source.ends_with(source))
+                .unwrap()
+                .note
+                .clone()
+        };
+        assert!(
+            note("bgp-advertisements[2]").contains("[\"no-such-name\"]"),
+            "{}",
+            note("bgp-advertisements[2]")
+        );
+        assert!(
+            note("peers[0]").contains("disableMP"),
+            "{}",
+            note("peers[0]")
+        );
+
+        // A second run finds them all as written.
+        let cluster = Cluster {
+            pools: migration.pools.clone(),
+            bgp_peers: migration.bgp_peers.clone(),
+            bgp_advertisements: migration.bgp_advertisements.clone(),
+            bfd_profiles: migration.bfd_profiles.clone(),
+            ..Cluster::default()
+        };
+        let again = migrate(&legacy_config(LEGACY_BGP), &cluster).unwrap();
+        assert!(
+            again
+                .rows
+                .iter()
+                .filter(|r| r.result != "-")
+                .all(|r| r.outcome == Outcome::Unchanged),
+            "{:?}",
+            again.rows
+        );
+    }
+
+    #[test]
+    fn a_legacy_plain_password_refuses_until_its_secret_is_in_heralds_namespace() {
+        let text = "peers:\n- {peer-address: 198.51.100.1, peer-asn: 64501, my-asn: 64500, \
+                    password: hunter2}\n";
+        let cluster = Cluster {
+            herald_namespace: "herald-system".into(),
+            ..Cluster::default()
+        };
+        let refusals = migrate(&legacy_config(text), &cluster).unwrap_err();
+        assert_eq!(
+            refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            [
+                "ConfigMap metallb-system/config peers[0] (198.51.100.1) has its password in plain \
+              text: Herald reads passwords only from Secrets. Put it in one (kubectl create \
+              secret generic peer-198-51-100-1-password -n herald-system \
+              --from-literal=password=...), then migrate again: BGPPeer peer-198-51-100-1 will \
+              read it there"
+            ]
+        );
+
+        let cluster = Cluster {
+            secrets: BTreeSet::from(["peer-198-51-100-1-password".to_owned()]),
+            ..cluster
+        };
+        let migration = migrate(&legacy_config(text), &cluster).unwrap();
+        let secret = migration.bgp_peers[0]
+            .spec
+            .password_secret
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.namespace.as_ref()),
+            ("peer-198-51-100-1-password", None)
+        );
+        // The plain text goes nowhere.
+        assert!(
+            !to_json(&migration.bgp_peers[0])
+                .to_string()
+                .contains("hunter2")
+        );
+        assert_eq!(migration.rows[0].outcome, Outcome::Converted);
+        assert!(
+            migration.rows[0]
+                .note
+                .contains("password from Secret herald-system/peer-198-51-100-1-password"),
+            "{}",
+            migration.rows[0].note
+        );
+    }
+
+    #[test]
+    fn a_legacy_peer_whose_address_is_not_one_refuses() {
+        let text = "peers:\n- {peer-address: tor-a.example, peer-asn: 64501, my-asn: 64500}\n";
+        let refusals = migrate(&legacy_config(text), &Cluster::default()).unwrap_err();
+        assert_eq!(
+            refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            [
+                "ConfigMap metallb-system/config peers[0]: address entry \"tor-a.example\": \
+              peer-address: invalid IP address syntax"
+            ]
+        );
+    }
+
     #[test]
     fn a_legacy_configmap_gives_a_pool_per_address_pool_and_an_advertisement_per_layer2_one() {
         let legacy = metallb::parse_legacy(
@@ -1058,19 +1564,17 @@ mod tests {
             migration.advertisements[0].spec.ip_address_pools,
             ["default"]
         );
-        let outcomes: Vec<Outcome> = migration.rows.iter().map(|r| r.outcome).collect();
         assert_eq!(
-            outcomes,
-            [
-                Outcome::Converted,
-                Outcome::NotConverted,
-                Outcome::NotConverted
-            ]
+            migration.rows[0].result,
+            "IPAddressPool default, L2Advertisement default"
         );
         assert!(
-            migration.rows[1].note.contains("\"bgp\""),
+            migration
+                .rows
+                .iter()
+                .all(|r| r.outcome == Outcome::Converted),
             "{:?}",
-            migration.rows[1]
+            migration.rows
         );
     }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use herald_tests::{TestCluster, eventually, test_cluster};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
@@ -217,9 +217,35 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
         "communities": ["no-advertise", "64500:100"]}),
     )
     .await;
-    // A cluster upgraded from MetalLB 0.12 may still hold its ConfigMap.
+    // A cluster upgraded from MetalLB 0.12 may still hold its ConfigMap, BGP included: a peer
+    // with its password in plain text, a BFD profile, a named community.
+    let (legacy_bgp, slow) = (cluster.unique_name("old-bgp"), cluster.unique_name("slow"));
     let config = format!(
-        "address-pools:\n- name: {legacy}\n  protocol: layer2\n  addresses: [203.0.113.0/28]\n"
+        "address-pools:
+- name: {legacy}
+  protocol: layer2
+  addresses: [203.0.113.0/28]
+- name: {legacy_bgp}
+  protocol: bgp
+  addresses: [203.0.113.16/28]
+  bgp-advertisements:
+  - {{aggregation-length: 32, localpref: 200, communities: [no-export, 64500:200]}}
+peers:
+- peer-address: 198.51.100.3
+  peer-asn: 64503
+  my-asn: 64500
+  hold-time: 30s
+  keepalive-time: 10s
+  router-id: 192.0.2.12
+  password: hunter2
+  bfd-profile: {slow}
+  node-selectors:
+  - match-labels: {{rack: c}}
+bgp-communities:
+  no-export: 65535:65281
+bfd-profiles:
+- {{name: {slow}, receive-interval: 300, detect-multiplier: 5}}
+"
     );
     let config_map: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "config"}, "data": {"config": config}}))
@@ -266,8 +292,46 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
         None,
     )
     .await;
+    service(
+        &cluster,
+        "routed",
+        "203.0.113.20",
+        json!({}),
+        json!({"port": 443}),
+        None,
+    )
+    .await;
 
-    let migrate = ["migrate", "metallb", "--metallb-namespace", &ns];
+    // The test's namespace stands in for Herald's.
+    let migrate = [
+        "migrate",
+        "metallb",
+        "--metallb-namespace",
+        &ns,
+        "--herald-namespace",
+        &ns,
+    ];
+    // The legacy peer's plain-text password refuses, naming the Secret to make; once it is
+    // made, the BGPPeer reads it.
+    let refused = kubectl_herald(&cluster, &migrate);
+    assert!(!refused.success);
+    let create_secret = format!(
+        "kubectl create secret generic peer-198-51-100-3-password -n {ns} --from-literal=password="
+    );
+    assert!(
+        refused.stderr.contains(&create_secret),
+        "{}",
+        refused.stderr
+    );
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "peer-198-51-100-3-password"},
+        "stringData": {"password": "hunter2"}}))
+    .unwrap();
+    Api::<Secret>::namespaced(cluster.client(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
     let dry = kubectl_herald(&cluster, &migrate);
     assert!(dry.success, "{}", dry.stderr);
     // The README's example (`-- --nocapture` shows it).
@@ -313,6 +377,26 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
     assert_eq!(
         find("L2Advertisement", &legacy)["spec"],
         json!({"ipAddressPools": [legacy]})
+    );
+    assert_eq!(
+        find("BGPPeer", "peer-198-51-100-3")["spec"],
+        json!({"peerAddress": "198.51.100.3", "peerASN": 64503, "myASN": 64500, "holdTime": "30s",
+               "keepaliveTime": "10s", "routerID": "192.0.2.12", "bfdProfile": slow,
+               "passwordSecret": {"name": "peer-198-51-100-3-password"},
+               "nodeSelectors": [{"matchLabels": {"rack": "c"}}]})
+    );
+    assert_eq!(
+        find("BGPAdvertisement", &legacy_bgp)["spec"],
+        json!({"ipAddressPools": [legacy_bgp], "aggregationLength": 32, "localPref": 200,
+               "communities": ["65535:65281", "64500:200"]})
+    );
+    assert_eq!(
+        find("BFDProfile", &slow)["spec"],
+        json!({"receiveInterval": 300, "detectMultiplier": 5})
+    );
+    assert_eq!(
+        row_of(&dry.stderr, &format!("ConfigMap {ns}/config peers[0]"))[1..3],
+        ["BGPPeer peer-198-51-100-3".to_owned(), "converted".into()]
     );
     assert_eq!(
         find("BGPPeer", &tor_b)["spec"],
@@ -405,6 +489,28 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
         profiles.get(&fast).await.unwrap().spec.detect_multiplier,
         Some(3)
     );
+    assert_eq!(
+        peers
+            .get("peer-198-51-100-3")
+            .await
+            .unwrap()
+            .spec
+            .bfd_profile,
+        Some(slow.clone())
+    );
+    assert_eq!(
+        advertisements
+            .get(&legacy_bgp)
+            .await
+            .unwrap()
+            .spec
+            .local_pref,
+        Some(200)
+    );
+    assert_eq!(
+        profiles.get(&slow).await.unwrap().spec.detect_multiplier,
+        Some(5)
+    );
     // Again: nothing changes.
     let again = kubectl_herald(&cluster, &migrate);
     assert_eq!(
@@ -419,6 +525,7 @@ async fn metallb_configuration_moves_over_and_every_service_keeps_its_address() 
         ("dns-udp", "192.0.2.5"),
         ("dns-tcp", "192.0.2.5"),
         ("pinned", "203.0.113.7"),
+        ("routed", "203.0.113.20"),
     ] {
         let message = eventually(
             WAIT,

@@ -112,7 +112,7 @@ fn dry_run_apply(cluster: &TestCluster, manifests: &str) {
 #[tokio::test]
 async fn the_kustomize_base_is_accepted_by_the_api_server() {
     let cluster = test_cluster("kustomize").await;
-    let manifests = cluster.kubectl(&["kustomize", &repo_root().join("deploy").to_string_lossy()]);
+    let (manifests, _) = kustomize(&cluster, "deploy");
     for kind in [
         "Namespace",
         "CustomResourceDefinition",
@@ -131,6 +131,62 @@ async fn the_kustomize_base_is_accepted_by_the_api_server() {
             "the base has no {kind}"
         );
     }
+    dry_run_apply(&cluster, &manifests);
+}
+
+/// `kubectl kustomize` of a folder of `deploy/`, as objects by kind and name.
+fn kustomize(cluster: &TestCluster, folder: &str) -> (String, BTreeMap<(String, String), Value>) {
+    let manifests = cluster.kubectl(&["kustomize", &repo_root().join(folder).to_string_lossy()]);
+    let objects = install::parse_documents(&manifests)
+        .expect("kustomize prints YAML")
+        .into_iter()
+        .map(|o| {
+            let key = (
+                o["kind"].as_str().unwrap_or_default().to_owned(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            (key, o)
+        })
+        .collect();
+    (manifests, objects)
+}
+
+/// `kubectl apply -k deploy/bgp` installs what `-k deploy` does, but for the speaker
+/// DaemonSet, which runs FRR beside the speaker as the chart does with BGP on.
+#[tokio::test]
+async fn the_kustomize_bgp_overlay_is_the_base_with_frr_and_is_accepted_by_the_api_server() {
+    let cluster = test_cluster("kustomize-bgp").await;
+    let (_, base) = kustomize(&cluster, "deploy");
+    let (manifests, bgp) = kustomize(&cluster, "deploy/bgp");
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        bgp.keys().collect::<Vec<_>>()
+    );
+    let speaker = ("DaemonSet".to_owned(), "herald-speaker".to_owned());
+    for (key, object) in &base {
+        if *key != speaker {
+            assert_eq!(&bgp[key], object, "{key:?} differs from the base's");
+        }
+    }
+    let pod = &bgp[&speaker]["spec"]["template"]["spec"];
+    let containers: Vec<&str> = pod["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(containers, ["speaker", "frr"]);
+    assert!(
+        pod["containers"][0]["args"]
+            .as_array()
+            .expect("args")
+            .contains(&json!("--bgp")),
+        "{}",
+        pod["containers"][0]["args"]
+    );
     dry_run_apply(&cluster, &manifests);
 }
 
@@ -309,6 +365,18 @@ fn the_kustomize_base_is_the_chart_with_its_defaults() {
         committed.lines().skip(1).eq(rendered.lines()),
         "deploy/herald.yaml is not what the chart renders with its default values: run \
          scripts/render-deploy and commit the result"
+    );
+    let bgp = std::fs::read_to_string(repo_root().join("deploy/bgp/herald.yaml"))
+        .expect("reading deploy/bgp/herald.yaml");
+    let namespace = std::fs::read_to_string(repo_root().join("deploy/namespace.yaml"))
+        .expect("reading deploy/namespace.yaml");
+    let chart = helm_template(&["--include-crds", "--set", "speaker.bgp.enabled=true"]);
+    assert!(
+        install::parse_documents(&bgp).expect("deploy/bgp/herald.yaml parses")
+            == install::parse_documents(&format!("{namespace}---\n{chart}"))
+                .expect("the chart renders YAML"),
+        "deploy/bgp/herald.yaml is not deploy/namespace.yaml and what the chart renders with its \
+         CRDs and speaker.bgp.enabled=true: run scripts/render-deploy and commit the result"
     );
     let files = |dir: &str| -> BTreeMap<String, String> {
         std::fs::read_dir(repo_root().join(dir))
