@@ -449,3 +449,41 @@ async fn graceful_restart_keeps_a_nodes_routes_while_its_bgpd_restarts() {
     .await;
     wait_for_gateways(&lan, SERVICE, &both, "both nodes' routes after the restart").await;
 }
+
+/// Once FRR runs a rendered configuration, frr-reload.py finds nothing left to change. A line
+/// FRR shows otherwise than it was written is "changed" again at every reload, so every Service
+/// that comes or goes would re-apply it: for `neighbor X bfd`, that takes BFD off the session
+/// and the router drops it.
+#[tokio::test]
+async fn frr_runs_every_golden_file_as_written() {
+    let lan = BgpLan::new("bgp-fixpoint", 1, "");
+    let node = &lan.nodes[0];
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut files: Vec<_> = std::fs::read_dir(&golden)
+        .expect("the golden files")
+        .map(|entry| entry.expect("a golden file").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    let mut left = BTreeMap::new();
+    for file in &files {
+        let config = std::fs::read_to_string(file).expect("reading a golden file");
+        apply(node, &config).await;
+        let frr = driver(node);
+        let plan = frr
+            .pending_changes(&frr.config_path())
+            .await
+            .unwrap_or_else(|e| panic!("frr-reload.py --test: {e}"));
+        if !plan.is_empty() {
+            left.insert(
+                file.file_name().unwrap().to_string_lossy().into_owned(),
+                plan,
+            );
+        }
+    }
+    assert!(files.len() >= 6, "only {} golden files", files.len());
+    assert!(
+        left.is_empty(),
+        "frr-reload.py would change these again at every reload: {left:#?}"
+    );
+}

@@ -82,7 +82,6 @@ pub fn render(
         ),
     );
     line(&mut out, format_args!("frr defaults traditional"));
-    line(&mut out, format_args!("hostname {node}"));
     line(&mut out, format_args!("log stdout informational"));
     line(&mut out, format_args!("!"));
     let Some(bgp) = bgp else {
@@ -227,16 +226,43 @@ fn policy(out: &mut String, session: &Session) {
     }
 }
 
-/// Communities as FRR writes them: `a:b`, and large ones without the `large:` of the API.
+/// Communities as FRR writes them: `a:b` or a well-known one's name, and large ones without
+/// the `large:` of the API. Written otherwise, frr-reload.py would find the route-map changed
+/// at every reload.
 fn joined(communities: &[&Community]) -> String {
     communities
         .iter()
         .map(|c| match c {
-            Community::Standard(a, b) => format!("{a}:{b}"),
+            Community::Standard(a, b) => well_known(*a, *b)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{a}:{b}")),
             Community::Large(a, b, c) => format!("{a}:{b}:{c}"),
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The name FRR 8.4 shows a well-known community by (`bgpd/bgp_community.c`).
+fn well_known(asn: u16, value: u16) -> Option<&'static str> {
+    let name = match (asn, value) {
+        (0, 0) => "internet",
+        (65535, 0) => "graceful-shutdown",
+        (65535, 1) => "accept-own",
+        (65535, 2) => "route-filter-translated-v4",
+        (65535, 3) => "route-filter-v4",
+        (65535, 4) => "route-filter-translated-v6",
+        (65535, 5) => "route-filter-v6",
+        (65535, 6) => "llgr-stale",
+        (65535, 7) => "no-llgr",
+        (65535, 8) => "accept-own-nexthop",
+        (65535, 666) => "blackhole",
+        (65535, 65281) => "no-export",
+        (65535, 65282) => "no-advertise",
+        (65535, 65283) => "local-AS",
+        (65535, 65284) => "no-peer",
+        _ => return None,
+    };
+    Some(name)
 }
 
 /// A prefix-list; an empty one denies everything, so that it exists for its route-map.
@@ -288,12 +314,17 @@ fn router(out: &mut String, bgp: &NodeBgp, peers: &[Configured]) {
             neighbor(out, format_args!("timers connect {connect}"));
         }
         if peer.ebgp_multihop {
-            neighbor(out, format_args!("ebgp-multihop"));
+            // The TTL FRR gives it, and shows: written without it, frr-reload.py sets it again
+            // at every reload.
+            neighbor(out, format_args!("ebgp-multihop 255"));
         }
         if let Some(password) = configured.password {
             neighbor(out, format_args!("password {password}"));
         }
         if let Some(profile) = configured.bfd {
+            // FRR shows both lines once given the second; with only the second written,
+            // frr-reload.py takes the first away at every reload, and BFD with it.
+            neighbor(out, format_args!("bfd"));
             neighbor(out, format_args!("bfd profile {}", profile.name));
         }
         // Without it FRR still offers to be a restarting speaker (its default helper mode
@@ -346,9 +377,8 @@ fn bfd(out: &mut String, peers: &[Configured]) {
         .filter_map(|p| p.bfd)
         .map(|p| (p.name.as_str(), p))
         .collect();
-    if profiles.is_empty() {
-        return;
-    }
+    // Written even empty: once FRR has had a `bfd` block it shows one, and without it here
+    // frr-reload.py would remove it at every reload.
     line(out, format_args!("bfd"));
     for profile in profiles.values() {
         line(out, format_args!(" profile {}", profile.name));
