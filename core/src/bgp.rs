@@ -746,11 +746,16 @@ impl fmt::Display for NodeVerdict {
                 let families: Vec<String> = families.iter().map(ToString::to_string).collect();
                 write!(
                     f,
-                    "it peers with no {} BGPPeer that {} {}: check the BGPPeers' nodeSelectors \
-                     and the BGPAdvertisements' peers",
+                    "it peers with no {} BGPPeer that {} {} to: check the BGPPeers' \
+                     nodeSelectors and the {} peers",
                     families.join(" or "),
                     advertisement_names(advertisements),
-                    plural(advertisements.len(), "names", "name")
+                    plural(advertisements.len(), "advertises", "advertise"),
+                    plural(
+                        advertisements.len(),
+                        "BGPAdvertisement's",
+                        "BGPAdvertisements'"
+                    )
                 )?;
                 if !left_out.is_empty() {
                     write!(
@@ -1403,8 +1408,8 @@ mod tests {
                 ),
                 (
                     "c",
-                    "it peers with no IPv4 BGPPeer that BGPAdvertisement \"racks\" names: check \
-                     the BGPPeers' nodeSelectors and the BGPAdvertisements' peers"
+                    "it peers with no IPv4 BGPPeer that BGPAdvertisement \"racks\" advertises \
+                     to: check the BGPPeers' nodeSelectors and the BGPAdvertisement's peers"
                 ),
                 ("dead", "its speaker is not alive"),
                 (
@@ -1448,8 +1453,8 @@ mod tests {
         );
         assert_eq!(
             verdicts["a"].to_string(),
-            "it peers with no IPv4 or IPv6 BGPPeer that BGPAdvertisement \"all\" names: check \
-             the BGPPeers' nodeSelectors and the BGPAdvertisements' peers; BGPPeer \
+            "it peers with no IPv4 or IPv6 BGPPeer that BGPAdvertisement \"all\" advertises to: \
+             check the BGPPeers' nodeSelectors and the BGPAdvertisement's peers; BGPPeer \
              \"z-other-asn\" selects it but is left out of its BGP instance: a BGP \
              configuration problem says why"
         );
