@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use herald_cli::metallb::{self, Configuration, Object};
 use herald_cli::migrate::{self, Cluster, Migration};
 use herald_cli::{pools, services, status, table, why};
-use herald_crds::{IPAddressPool, L2Advertisement};
+use herald_core::selector::Labels;
+use herald_crds::{BGPAdvertisement, BGPPeer, IPAddressPool, L2Advertisement};
 use herald_speaker::heartbeat;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Secret, Service};
@@ -359,37 +360,37 @@ async fn read_metallb(client: &Client, namespace: &str) -> anyhow::Result<Config
 }
 
 async fn read_cluster(client: &Client, class: Option<String>) -> anyhow::Result<Cluster> {
-    let all = ListParams::default();
-    let pools = list_pools(client).await?;
-    let advertisements = Api::<L2Advertisement>::all(client.clone())
-        .list(&all)
-        .await
-        .context("listing Herald's L2Advertisements")?
-        .items;
-    let services = Api::<Service>::all(client.clone())
-        .list(&all)
+    Ok(Cluster {
+        pools: list_pools(client).await?,
+        advertisements: list_all(client, "L2Advertisements").await?,
+        bgp_peers: list_all(client, "BGPPeers").await?,
+        bgp_advertisements: list_all(client, "BGPAdvertisements").await?,
+        bfd_profiles: list_all(client, "BFDProfiles").await?,
+        services: list_services(client).await?,
+        namespaces: namespace_labels(client).await?,
+        class,
+        ..Cluster::default()
+    })
+}
+
+async fn list_services(client: &Client) -> anyhow::Result<Vec<Service>> {
+    Ok(Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
         .await
         .context("listing Services")?
-        .items;
-    let namespaces: BTreeMap<String, _> = Api::<Namespace>::all(client.clone())
-        .list(&all)
+        .items)
+}
+
+/// Each namespace's labels, for pools' `serviceAllocation.namespaceSelectors`.
+async fn namespace_labels(client: &Client) -> anyhow::Result<BTreeMap<String, Labels>> {
+    Ok(Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
         .await
         .context("listing Namespaces")?
         .items
         .into_iter()
         .map(|n| (n.name_any(), n.labels().clone()))
-        .collect();
-    Ok(Cluster {
-        pools,
-        advertisements,
-        bgp_peers: list_all(client, "BGPPeers").await?,
-        bgp_advertisements: list_all(client, "BGPAdvertisements").await?,
-        bfd_profiles: list_all(client, "BFDProfiles").await?,
-        services,
-        namespaces,
-        class,
-        ..Cluster::default()
-    })
+        .collect())
 }
 
 /// The names of the Secrets in `namespace` (their metadata only: no password is read).
@@ -442,12 +443,18 @@ async fn read_why(client: &Client, namespace: &str, name: &str) -> anyhow::Resul
             type_.unwrap_or_else(|| "ClusterIP".to_owned())
         );
     }
-    let cluster = read_cluster(client, None).await?;
+    let pools = list_pools(client).await?;
+    let advertisements: Vec<L2Advertisement> = list_all(client, "L2Advertisements").await?;
+    let services = list_services(client).await?;
+    let namespaces = namespace_labels(client).await?;
+    // Layer 2 is told without them: a cluster may run without Herald's BGP.
+    let bgp_peers: Result<Vec<BGPPeer>, String> = list_if_served(client, "BGPPeers").await?;
+    let bgp_advertisements: Result<Vec<BGPAdvertisement>, String> =
+        list_if_served(client, "BGPAdvertisements").await?;
     // The Service and those sharing an address with it: only their endpoints decide where
     // its addresses are announced.
     let addresses = herald_crds::service_status::addresses(&service);
-    let group: Vec<&Service> = cluster
-        .services
+    let group: Vec<&Service> = services
         .iter()
         .filter(|s| {
             (s.namespace().as_deref() == Some(namespace) && s.name_any() == name)
@@ -487,14 +494,21 @@ async fn read_why(client: &Client, namespace: &str, name: &str) -> anyhow::Resul
         .filter(|e| uid.is_none() || e.involved_object.uid == uid)
         .collect();
     let objects = why::Objects {
-        services: &cluster.services,
-        pools: &cluster.pools,
-        advertisements: &cluster.advertisements,
-        namespaces: &cluster.namespaces,
+        services: &services,
+        pools: &pools,
+        advertisements: &advertisements,
+        namespaces: &namespaces,
         nodes: &nodes,
         slices: &slices,
         leases: &leases,
         events: &events,
+        bgp: match (&bgp_peers, &bgp_advertisements) {
+            (Ok(peers), Ok(advertisements)) => Ok(why::Bgp {
+                peers,
+                advertisements,
+            }),
+            (Err(why), _) | (_, Err(why)) => Err(why.clone()),
+        },
     };
     Ok(why::why(&service, &objects, Timestamp::now()))
 }
@@ -528,6 +542,32 @@ where
         .await
         .with_context(|| format!("listing Herald's {kinds}"))?
         .items)
+}
+
+/// Every object of a cluster-scoped Herald kind; or, when the API server does not serve the
+/// kind (its CRD is not installed) or this user may not list it, why not.
+async fn list_if_served<K>(client: &Client, kinds: &str) -> anyhow::Result<Result<Vec<K>, String>>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => Ok(Ok(list.items)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Err(format!(
+            "the API server does not serve {kinds} (are Herald's BGP CRDs installed?)"
+        ))),
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(Err(format!(
+            "this user may not list {kinds}: {}",
+            status.message
+        ))),
+        Err(e) => Err(e).with_context(|| format!("listing Herald's {kinds}")),
+    }
 }
 
 async fn list_pools(client: &Client) -> anyhow::Result<Vec<IPAddressPool>> {

@@ -4,7 +4,9 @@
 //! API server does not hold is said as such: liveness comes from the speakers' heartbeat
 //! Leases (the speakers themselves decide on gossip, which is faster), and which interfaces a
 //! speaker has up travels only in gossip, so the interfaces shown are those the answering
-//! speaker reported in the `Announced` condition.
+//! speaker reported in the `Announced` condition. BGP is told by the speaker's own reading of
+//! the BGP objects and [`bgp::decide`], fed with the layer-2 election's inputs as the speaker
+//! feeds it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -12,10 +14,14 @@ use std::net::IpAddr;
 use herald_controller::index::{Explanation, Index};
 use herald_controller::service;
 use herald_core::allocation::{Considered, PoolVerdict, Rule, ServiceKey};
+use herald_core::bgp::{self, NodeVerdict};
 use herald_core::election::{self, Outcome, Verdict};
 use herald_core::selector::Labels;
 use herald_crds::announced::Answering;
-use herald_crds::{IPAddressPool, L2Advertisement, conditions, service_status};
+use herald_crds::{
+    BGPAdvertisement, BGPPeer, IPAddressPool, L2Advertisement, conditions, service_status,
+};
+use herald_speaker::bgp::objects::BgpObjects;
 use herald_speaker::heartbeat;
 use herald_speaker::world::World;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -45,6 +51,15 @@ pub struct Objects<'a> {
     pub leases: &'a [Lease],
     /// The Service's Events.
     pub events: &'a [Event],
+    /// The BGP objects, or why they cannot be read (their CRDs are not installed, or listing
+    /// them is forbidden).
+    pub bgp: Result<Bgp<'a>, String>,
+}
+
+/// The BGP objects the story needs.
+pub struct Bgp<'a> {
+    pub peers: &'a [BGPPeer],
+    pub advertisements: &'a [BGPAdvertisement],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -109,10 +124,40 @@ pub struct Announcement {
     pub interfaces: Vec<String>,
     /// The node the speakers' election picks from what the API server shows.
     pub elected: Option<String>,
-    /// Why no node may announce the Service at all, when none may.
+    /// Why no node may announce the Service at all in layer 2, when none may.
     pub nowhere: Option<String>,
     pub nodes: Vec<NodeView>,
+    /// The BGP story, when a BGPAdvertisement selects the Service's pool.
+    pub bgp: Option<BgpView>,
     pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpView {
+    /// `Advertised` or `NotAdvertised`.
+    pub state: &'static str,
+    /// Which nodes advertise it to which peers, or why none does, as the speakers say it in
+    /// `Announced`.
+    pub message: String,
+    /// Every Node, the advertising ones first (none when the Service has no ready endpoint).
+    pub nodes: Vec<BgpNodeView>,
+    /// The BGP configuration problems that concern the Service, and BGP objects that cannot
+    /// be read.
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpNodeView {
+    pub name: String,
+    pub advertises: bool,
+    /// `Advertises`, `PrefixTooWide`, `NotAlive`, `NetworkUnavailable`, `Excluded`,
+    /// `NoReadyEndpoint`, `NotSelected` or `NoPeer`.
+    pub verdict: &'static str,
+    /// The peers it advertises the Service's addresses to.
+    pub peers: Vec<String>,
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -365,6 +410,7 @@ fn announcement(
         elected: None,
         nowhere: None,
         nodes: Vec::new(),
+        bgp: None,
         notes: Vec::new(),
     };
     // The speaker's own world, fed the group of Services sharing an address with this one
@@ -399,6 +445,15 @@ fn announcement(
     if let Some(Outcome::Announced { node, .. }) = election::elect(&inputs).get(key) {
         announcement.elected = Some(node.clone());
     }
+    announcement.bgp = match &objects.bgp {
+        Ok(objects) => bgp_view(objects, &inputs, ours, &known),
+        Err(unreadable) => {
+            announcement
+                .notes
+                .push(format!("BGP: not shown: {unreadable}"));
+            None
+        }
+    };
     match election::node_verdicts(&inputs, ours) {
         Ok(verdicts) => {
             announcement.nodes = verdicts
@@ -409,6 +464,10 @@ fn announcement(
             announcement
                 .nodes
                 .sort_by_key(|n| (announcement.node.as_ref() != Some(&n.name), !n.eligible));
+        }
+        // Creating an L2Advertisement is no advice for a pool that BGP announces.
+        Err(election::Reason::NoAdvertisement { pool }) if announcement.bgp.is_some() => {
+            announcement.nowhere = Some(format!("no L2Advertisement selects pool {pool:?}"));
         }
         Err(reason) => announcement.nowhere = Some(reason.to_string()),
     }
@@ -439,13 +498,85 @@ fn announcement(
     announcement
 }
 
-fn node_view(
-    name: String,
-    verdict: &Verdict,
+/// The BGP story of `service`, as the speakers decide it from the layer-2 election's
+/// `inputs`; None when no BGPAdvertisement selects its pool.
+fn bgp_view(
+    objects: &Bgp,
+    inputs: &election::Inputs,
+    service: &election::Service,
     known: &BTreeSet<String>,
-    answering: &Option<String>,
-) -> NodeView {
-    let code = match verdict {
+) -> Option<BgpView> {
+    let mut notes = Vec::new();
+    // The speaker's own reading; passwords play no part in what is advertised.
+    let mut read = BgpObjects::default();
+    for peer in objects.peers {
+        if let Err(problem) = read.apply_peer(peer) {
+            notes.push(problem);
+        }
+    }
+    for advertisement in objects.advertisements {
+        if let Err(problem) = read.apply_advertisement(advertisement) {
+            notes.push(problem);
+        }
+    }
+    let inputs = bgp::Inputs {
+        nodes: inputs.nodes.clone(),
+        alive: inputs.alive.clone(),
+        pools: inputs.pools.clone(),
+        peers: read.peers(),
+        advertisements: read.advertisements(),
+        services: inputs.services.clone(),
+    };
+    let decision = bgp::decide(&inputs);
+    let outcome = decision.services.get(&service.key)?;
+    notes.extend(
+        bgp::problems_of(&inputs, &decision, service)
+            .iter()
+            .map(ToString::to_string),
+    );
+    let mut nodes: Vec<BgpNodeView> = bgp::node_verdicts(&inputs, &decision, service)
+        .into_iter()
+        .map(|(name, verdict)| bgp_node_view(name, &verdict, known))
+        .collect();
+    nodes.sort_by_key(|n| !n.advertises);
+    Some(BgpView {
+        state: match outcome {
+            bgp::Outcome::Advertised { .. } => "Advertised",
+            bgp::Outcome::NotAdvertised(_) => "NotAdvertised",
+        },
+        message: outcome.to_string(),
+        nodes,
+        notes,
+    })
+}
+
+fn bgp_node_view(name: String, verdict: &NodeVerdict, known: &BTreeSet<String>) -> BgpNodeView {
+    let (code, detail) = match verdict {
+        NodeVerdict::Standing(standing) => (
+            verdict_code(standing),
+            standing_detail(&name, standing, known),
+        ),
+        NodeVerdict::Advertises { .. } => ("Advertises", verdict.to_string()),
+        NodeVerdict::PrefixTooWide { .. } => ("PrefixTooWide", verdict.to_string()),
+        NodeVerdict::NoReadyEndpoint => ("NoReadyEndpoint", verdict.to_string()),
+        NodeVerdict::NotSelected { .. } => ("NotSelected", verdict.to_string()),
+        NodeVerdict::NoPeer { .. } => ("NoPeer", verdict.to_string()),
+    };
+    let peers = match verdict {
+        NodeVerdict::Advertises { peers } => peers.iter().cloned().collect(),
+        _ => Vec::new(),
+    };
+    BgpNodeView {
+        advertises: !peers.is_empty(),
+        verdict: code,
+        peers,
+        detail,
+        name,
+    }
+}
+
+fn verdict_code(verdict: &Verdict) -> &'static str {
+    match verdict {
         Verdict::Eligible => "Eligible",
         Verdict::NotAlive => "NotAlive",
         Verdict::NetworkUnavailable => "NetworkUnavailable",
@@ -453,14 +584,30 @@ fn node_view(
         Verdict::NoReadyEndpoint => "NoReadyEndpoint",
         Verdict::NotSelected { .. } => "NotSelected",
         Verdict::InterfacesDown { .. } => "InterfacesDown",
-    };
-    let detail = match verdict {
-        Verdict::Eligible if answering.as_ref() == Some(&name) => "answers".to_owned(),
-        Verdict::NotAlive if known.contains(&name) => {
+    }
+}
+
+/// A verdict in words, saying for a node that is not alive what its heartbeat Lease shows.
+fn standing_detail(name: &str, verdict: &Verdict, known: &BTreeSet<String>) -> String {
+    match verdict {
+        Verdict::NotAlive if known.contains(name) => {
             format!("{verdict}: its heartbeat Lease expired")
         }
         Verdict::NotAlive => format!("{verdict}: no speaker keeps a heartbeat Lease for it"),
         _ => verdict.to_string(),
+    }
+}
+
+fn node_view(
+    name: String,
+    verdict: &Verdict,
+    known: &BTreeSet<String>,
+    answering: &Option<String>,
+) -> NodeView {
+    let code = verdict_code(verdict);
+    let detail = match verdict {
+        Verdict::Eligible if answering.as_ref() == Some(&name) => "answers".to_owned(),
+        _ => standing_detail(&name, verdict, known),
     };
     NodeView {
         eligible: *verdict == Verdict::Eligible,
@@ -564,27 +711,12 @@ pub fn render(why: &Why, now: Timestamp) -> String {
         "\nAnnouncement: {}: {}\n",
         announcement.state, announcement.message
     ));
-    if let (None, Some(elected)) = (&announcement.node, &announcement.elected) {
-        out.push_str(&format!(
-            "  The speakers would elect {elected}, from what the API server shows\n"
-        ));
-    }
-    if let Some(nowhere) = &announcement.nowhere {
-        out.push_str(&format!("  No node may announce it: {nowhere}\n"));
-    }
-    if !announcement.nodes.is_empty() {
-        let rows: Vec<Vec<String>> = announcement
-            .nodes
-            .iter()
-            .map(|n| {
-                vec![
-                    n.name.clone(),
-                    if n.eligible { "yes" } else { "no" }.to_owned(),
-                    n.detail.clone(),
-                ]
-            })
-            .collect();
-        out.push_str(&indent(&table::render(&["NODE", "ELIGIBLE", "WHY"], &rows)));
+    match &announcement.bgp {
+        None => out.push_str(&indent(&layer2(announcement))),
+        Some(bgp) => {
+            out.push_str(&indent(&labelled_layer2(announcement)));
+            out.push_str(&indent(&bgp_story(bgp)));
+        }
     }
     for note in &announcement.notes {
         out.push_str(&format!("  Note: {note}\n"));
@@ -619,6 +751,84 @@ pub fn render(why: &Why, now: Timestamp) -> String {
     out
 }
 
+/// The layer-2 story of a Service that BGP leaves alone.
+fn layer2(announcement: &Announcement) -> String {
+    let mut out = String::new();
+    if let (None, Some(elected)) = (&announcement.node, &announcement.elected) {
+        out.push_str(&format!(
+            "The speakers would elect {elected}, from what the API server shows\n"
+        ));
+    }
+    if let Some(nowhere) = &announcement.nowhere {
+        out.push_str(&format!("No node may announce it: {nowhere}\n"));
+    }
+    out.push_str(&layer2_table(announcement));
+    out
+}
+
+/// The layer-2 story beside the BGP one, labelled as such.
+fn labelled_layer2(announcement: &Announcement) -> String {
+    let summary = match (
+        &announcement.nowhere,
+        &announcement.node,
+        &announcement.elected,
+    ) {
+        (Some(nowhere), _, _) => format!("not announced: {nowhere}"),
+        (None, Some(node), _) => format!("node {node} answers"),
+        (None, None, Some(elected)) => {
+            format!("the speakers would elect {elected}, from what the API server shows")
+        }
+        (None, None, None) => "not announced".to_owned(),
+    };
+    format!(
+        "Layer 2: {summary}\n{}",
+        indent(&layer2_table(announcement))
+    )
+}
+
+fn layer2_table(announcement: &Announcement) -> String {
+    if announcement.nodes.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = announcement
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                if n.eligible { "yes" } else { "no" }.to_owned(),
+                n.detail.clone(),
+            ]
+        })
+        .collect();
+    table::render(&["NODE", "ELIGIBLE", "WHY"], &rows)
+}
+
+fn bgp_story(bgp: &BgpView) -> String {
+    let mut out = format!("BGP: {}\n", bgp.message);
+    if !bgp.nodes.is_empty() {
+        let rows: Vec<Vec<String>> = bgp
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.name.clone(),
+                    if n.advertises { "yes" } else { "no" }.to_owned(),
+                    n.detail.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&indent(&table::render(
+            &["NODE", "ADVERTISES", "WHY"],
+            &rows,
+        )));
+    }
+    for note in &bgp.notes {
+        out.push_str(&format!("  Note: {note}\n"));
+    }
+    out
+}
+
 fn indent(text: &str) -> String {
     text.lines().map(|line| format!("  {line}\n")).collect()
 }
@@ -631,5 +841,113 @@ fn age(now: Timestamp, then: Timestamp) -> String {
         s if s < 7200 => format!("{}m ago", s / 60),
         s if s < 172_800 => format!("{}h ago", s / 3600),
         s => format!("{}d ago", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn why(bgp: Option<BgpView>, nowhere: Option<&str>) -> Why {
+        Why {
+            namespace: "shop".into(),
+            name: "web".into(),
+            addresses: vec!["203.0.113.0".parse().unwrap()],
+            external_traffic_policy: "Cluster".into(),
+            allocation: Allocation {
+                state: "Allocated".into(),
+                message: "203.0.113.0 from pool \"routed\"".into(),
+                pool: Some("routed".into()),
+                rule: "namedPool",
+                because: "it names pool \"routed\" by annotation herald.dev/address-pool".into(),
+                pools: Vec::new(),
+                sharing: None,
+            },
+            announcement: Announcement {
+                state: "Announced".into(),
+                message: "node a answers for 203.0.113.0 on eth0".into(),
+                node: nowhere.is_none().then(|| "a".to_owned()),
+                interfaces: vec!["eth0".into()],
+                elected: nowhere.is_none().then(|| "a".to_owned()),
+                nowhere: nowhere.map(str::to_owned),
+                nodes: if nowhere.is_some() {
+                    Vec::new()
+                } else {
+                    vec![NodeView {
+                        name: "a".into(),
+                        eligible: true,
+                        verdict: "Eligible",
+                        detail: "answers".into(),
+                    }]
+                },
+                bgp,
+                notes: vec!["alive: as the heartbeat Leases show".into()],
+            },
+            events: Vec::new(),
+        }
+    }
+
+    fn announcement_lines(why: &Why) -> String {
+        let text = render(why, Timestamp::UNIX_EPOCH);
+        let start = text.find("Announcement:").unwrap();
+        let end = text.find("\nEvents:").unwrap();
+        text[start..end].to_owned()
+    }
+
+    fn bgp() -> BgpView {
+        BgpView {
+            state: "Advertised",
+            message: "advertised over BGP by node a to peer tor".into(),
+            nodes: vec![
+                BgpNodeView {
+                    name: "a".into(),
+                    advertises: true,
+                    verdict: "Advertises",
+                    peers: vec!["tor".into()],
+                    detail: "to peer tor".into(),
+                },
+                BgpNodeView {
+                    name: "b".into(),
+                    advertises: false,
+                    verdict: "NotAlive",
+                    peers: Vec::new(),
+                    detail: "its speaker is not alive".into(),
+                },
+            ],
+            notes: vec!["BGPPeer \"tor2\" has the peerAddress of BGPPeer \"tor\"".into()],
+        }
+    }
+
+    #[test]
+    fn a_service_announced_both_ways_tells_each_story_under_its_label() {
+        assert_eq!(
+            announcement_lines(&why(Some(bgp()), None)),
+            "Announcement: Announced: node a answers for 203.0.113.0 on eth0\n  \
+             Layer 2: node a answers\n    \
+             NODE  ELIGIBLE  WHY\n    \
+             a     yes       answers\n  \
+             BGP: advertised over BGP by node a to peer tor\n    \
+             NODE  ADVERTISES  WHY\n    \
+             a     yes         to peer tor\n    \
+             b     no          its speaker is not alive\n    \
+             Note: BGPPeer \"tor2\" has the peerAddress of BGPPeer \"tor\"\n  \
+             Note: alive: as the heartbeat Leases show\n"
+        );
+    }
+
+    #[test]
+    fn a_service_bgp_leaves_alone_keeps_its_unlabelled_layer_2_story() {
+        assert_eq!(
+            announcement_lines(&why(
+                None,
+                Some(
+                    "no L2Advertisement selects pool \"routed\": create one to announce its addresses"
+                )
+            )),
+            "Announcement: Announced: node a answers for 203.0.113.0 on eth0\n  \
+             No node may announce it: no L2Advertisement selects pool \"routed\": create one to \
+             announce its addresses\n  \
+             Note: alive: as the heartbeat Leases show\n"
+        );
     }
 }

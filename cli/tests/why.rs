@@ -6,91 +6,17 @@
 //! ready endpoint). The answering speaker's `Announced` condition is written as a speaker
 //! writes it. Its own test binary, so its API server holds only its objects.
 
-use std::time::Duration;
-
 use herald_crds::announced::Answering;
 use herald_crds::{conditions, field_managers, reasons};
 use herald_tests::objects::apply_herald;
 use herald_tests::{TestCluster, eventually, test_cluster};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 mod support;
 
-use support::service;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Waits for the controller's Allocated condition to have `reason`.
-async fn allocated(cluster: &TestCluster, name: &str, reason: &str) {
-    eventually(WAIT, &format!("{reason} on {name}"), || async {
-        let service = Api::<Service>::namespaced(cluster.client(), cluster.namespace())
-            .get(name)
-            .await
-            .ok()?;
-        service
-            .status?
-            .conditions?
-            .into_iter()
-            .find(|c| c.type_ == conditions::ALLOCATED && c.reason == reason)
-            .map(drop)
-    })
-    .await
-}
-
-async fn node(cluster: &TestCluster, name: &str, labels: Value) {
-    let node: Node =
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-    Api::<Node>::all(cluster.client())
-        .create(&PostParams::default(), &node)
-        .await
-        .unwrap();
-}
-
-/// A heartbeat Lease as a speaker keeps it, renewed at `renewed` for 300 s (3 s when stale).
-async fn heartbeat(cluster: &TestCluster, node: &str, fresh: bool) {
-    let (renewed, seconds) = if fresh {
-        (Timestamp::now(), 300)
-    } else {
-        (Timestamp::now() - SignedDuration::from_hours(1), 3)
-    };
-    let lease: Lease = serde_json::from_value(json!({
-        "metadata": {"name": herald_speaker::heartbeat::lease_name(node),
-                     "labels": {herald_speaker::heartbeat::LABEL: "true"}},
-        "spec": {"holderIdentity": node, "leaseDurationSeconds": seconds,
-                 "renewTime": MicroTime(renewed)}}))
-    .unwrap();
-    Api::<Lease>::namespaced(cluster.client(), cluster.namespace())
-        .create(&PostParams::default(), &lease)
-        .await
-        .unwrap();
-}
-
-/// An EndpointSlice of `service` with one endpoint per node, ready or not.
-async fn endpoints(cluster: &TestCluster, service: &str, on: &[(&str, bool)]) {
-    let endpoints: Vec<Value> = on
-        .iter()
-        .enumerate()
-        .map(|(i, (node, ready))| {
-            json!({"addresses": [format!("10.0.0.{}", i + 1)], "nodeName": node,
-                   "conditions": {"ready": ready}})
-        })
-        .collect();
-    let slice: EndpointSlice = serde_json::from_value(json!({
-        "metadata": {"name": format!("{service}-1"),
-                     "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4", "endpoints": endpoints, "ports": [{"port": 80}]}))
-    .unwrap();
-    Api::<EndpointSlice>::namespaced(cluster.client(), cluster.namespace())
-        .create(&PostParams::default(), &slice)
-        .await
-        .unwrap();
-}
+use support::{WAIT, allocated, endpoints, heartbeat, node, service, why};
 
 /// Writes the Announced condition as the speaker of `node` does.
 async fn announced(cluster: &TestCluster, name: &str, node: &str, ip: &str) {
@@ -113,15 +39,6 @@ async fn announced(cluster: &TestCluster, name: &str, node: &str, ip: &str) {
         )
         .await
         .unwrap();
-}
-
-fn why(cluster: &TestCluster, name: &str) -> Value {
-    let run = support::kubectl_herald(
-        cluster,
-        &["why", name, "-n", cluster.namespace(), "-o", "json"],
-    );
-    assert!(run.success, "kubectl herald why {name}: {}", run.stderr);
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
 
 /// (name, verdict) of each node of the story, in its order.

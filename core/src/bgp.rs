@@ -6,7 +6,7 @@
 //! traffic over them (ECMP). A node advertises a Service's address when:
 //! - a BGPAdvertisement selects a pool holding the address and selects the node (its node
 //!   selectors), and the node may announce at all (alive, network available, not excluded:
-//!   [`election::node_may_announce`]);
+//!   the layer-2 election's own standing of a node);
 //! - under `externalTrafficPolicy: Local`, the node has a ready endpoint of the Service; under
 //!   `Cluster`, some ready endpoint exists anywhere;
 //! - to each of the node's peers (peers whose node selectors select it) of the address's family
@@ -22,6 +22,10 @@
 //! out of that node with a [`Problem`]. Two peers of one node with one address are one neighbor
 //! to FRR: the first by name is kept (peers with one address that select different nodes, such
 //! as racks behind an anycast gateway, are each used).
+//!
+//! [`node_verdicts`] says, for one Service, why each node does or does not advertise it, with
+//! [`decide`]'s own filters and from its [`Decision`], so that an explanation cannot drift
+//! from what the speakers do; [`problems_of`] picks the [`Problem`]s that concern it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -488,15 +492,7 @@ pub fn decide(inputs: &Inputs) -> Decision {
         let mut advertising_nodes = BTreeSet::new();
         let mut advertised_peers = BTreeSet::new();
         for ip in &service.ips {
-            let pools: Vec<&Pool> = inputs
-                .pools
-                .iter()
-                .filter(|p| p.addresses.contains(*ip))
-                .collect();
-            for advertisement in &inputs.advertisements {
-                let Some(pool) = pools.iter().find(|p| advertisement.selects_pool(p)) else {
-                    continue;
-                };
+            for (advertisement, pool) in advertisements_of(inputs, *ip) {
                 selected = true;
                 if !service.has_ready_endpoint {
                     continue;
@@ -511,18 +507,20 @@ pub fn decide(inputs: &Inputs) -> Decision {
                     });
                     continue;
                 }
-                for node in inputs.nodes.iter().filter(|node| {
-                    election::node_may_announce(&inputs.alive, node)
-                        && (!service.local || service.ready_nodes.contains(&node.name))
-                        && any_matches(&advertisement.node_selectors, &node.labels)
-                }) {
+                for node in inputs
+                    .nodes
+                    .iter()
+                    .filter(|node| node_refusal(inputs, service, advertisement, node).is_none())
+                {
                     eligible_nodes.insert(node.name.clone());
                     let Some(instance) = nodes.get_mut(&node.name) else {
                         continue;
                     };
-                    for session in instance.sessions.iter_mut().filter(|s| {
-                        s.peer.family() == IpFamily::of(*ip) && advertisement.selects_peer(&s.peer)
-                    }) {
+                    for session in instance
+                        .sessions
+                        .iter_mut()
+                        .filter(|s| carries(s, *ip, advertisement))
+                    {
                         advertising_nodes.insert(node.name.clone());
                         advertised_peers.insert(session.peer.name.clone());
                         let attributes = session.prefixes.entry(prefix).or_default();
@@ -579,6 +577,52 @@ pub fn decide(inputs: &Inputs) -> Decision {
         services,
         problems,
     }
+}
+
+/// The BGPAdvertisements that select a pool holding `ip`, each with the first such pool.
+fn advertisements_of(inputs: &Inputs, ip: IpAddr) -> Vec<(&Advertisement, &Pool)> {
+    let pools: Vec<&Pool> = inputs
+        .pools
+        .iter()
+        .filter(|p| p.addresses.contains(ip))
+        .collect();
+    inputs
+        .advertisements
+        .iter()
+        .filter_map(|a| pools.iter().find(|p| a.selects_pool(p)).map(|p| (a, *p)))
+        .collect()
+}
+
+/// Which of [`decide`]'s filters on nodes refuses `node` the addresses of `service` that
+/// `advertisement` advertises, the first in its order; None when the node passes them all.
+enum NodeRefusal {
+    /// It may announce nothing at all (the election's own standing of a node).
+    Standing(election::Verdict),
+    NoReadyEndpoint,
+    NotSelected,
+}
+
+fn node_refusal(
+    inputs: &Inputs,
+    service: &Service,
+    advertisement: &Advertisement,
+    node: &Node,
+) -> Option<NodeRefusal> {
+    if let Some(standing) = election::node_standing(&inputs.alive, node) {
+        Some(NodeRefusal::Standing(standing))
+    } else if service.local && !service.ready_nodes.contains(&node.name) {
+        Some(NodeRefusal::NoReadyEndpoint)
+    } else if !any_matches(&advertisement.node_selectors, &node.labels) {
+        Some(NodeRefusal::NotSelected)
+    } else {
+        None
+    }
+}
+
+/// Whether `session` carries `ip` when `advertisement` advertises it: a peer of its family
+/// that the advertisement names.
+fn carries(session: &Session, ip: IpAddr, advertisement: &Advertisement) -> bool {
+    session.peer.family() == IpFamily::of(ip) && advertisement.selects_peer(&session.peer)
 }
 
 /// `node`'s BGP instance, with a session (no prefixes yet) per peer that selects it, agrees
@@ -640,6 +684,238 @@ fn instance(node: &Node, peers: &[&Peer], problems: &mut BTreeSet<Problem>) -> O
         router_id,
         sessions,
     })
+}
+
+/// Why a node does or does not advertise a Service: the first of [`decide`]'s filters it
+/// fails, in its order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeVerdict {
+    /// It advertises the Service's addresses to these peers.
+    Advertises { peers: BTreeSet<String> },
+    /// Each BGPAdvertisement of the Service's pools rolls its addresses up to a prefix wider
+    /// than their pool, which no node advertises (a [`Problem`] says which).
+    PrefixTooWide { advertisements: BTreeSet<String> },
+    /// It may advertise nothing at all: the layer-2 election's own verdict
+    /// ([`election::Verdict::NotAlive`], [`election::Verdict::NetworkUnavailable`] or
+    /// [`election::Verdict::Excluded`]).
+    Standing(election::Verdict),
+    /// `externalTrafficPolicy: Local`, and the node has no ready endpoint of the Service.
+    NoReadyEndpoint,
+    /// None of these BGPAdvertisements (those of the Service's pools) selects the node.
+    NotSelected { advertisements: BTreeSet<String> },
+    /// These BGPAdvertisements select the node, but it peers with no BGPPeer of the address
+    /// `families` that they name. `left_out`: such peers that select the node, left out of its
+    /// BGP instance (a [`Problem`] says why).
+    NoPeer {
+        families: BTreeSet<IpFamily>,
+        advertisements: BTreeSet<String>,
+        left_out: BTreeSet<String>,
+    },
+}
+
+impl fmt::Display for NodeVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeVerdict::Advertises { peers } => write!(
+                f,
+                "to {} {}",
+                plural(peers.len(), "peer", "peers"),
+                list(peers)
+            ),
+            NodeVerdict::PrefixTooWide { advertisements } => write!(
+                f,
+                "{} {} its addresses up to a prefix wider than their pool: use a longer \
+                 aggregation length",
+                advertisement_names(advertisements),
+                plural(advertisements.len(), "rolls", "roll")
+            ),
+            NodeVerdict::Standing(verdict) => verdict.fmt(f),
+            NodeVerdict::NoReadyEndpoint => {
+                f.write_str("it has no ready endpoint of the Service (externalTrafficPolicy Local)")
+            }
+            NodeVerdict::NotSelected { advertisements } => write!(
+                f,
+                "no BGPAdvertisement of its pool selects it: check the nodeSelectors of {}",
+                advertisement_names(advertisements)
+            ),
+            NodeVerdict::NoPeer {
+                families,
+                advertisements,
+                left_out,
+            } => {
+                let families: Vec<String> = families.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "it peers with no {} BGPPeer that {} {} to: check the BGPPeers' \
+                     nodeSelectors and the {} peers",
+                    families.join(" or "),
+                    advertisement_names(advertisements),
+                    plural(advertisements.len(), "advertises", "advertise"),
+                    plural(
+                        advertisements.len(),
+                        "BGPAdvertisement's",
+                        "BGPAdvertisements'"
+                    )
+                )?;
+                if !left_out.is_empty() {
+                    write!(
+                        f,
+                        "; {} {} it but {} left out of its BGP instance: a BGP configuration \
+                         problem says why",
+                        peer_names(left_out),
+                        plural(left_out.len(), "selects", "select"),
+                        plural(left_out.len(), "is", "are")
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `BGPAdvertisement "a"` or `BGPAdvertisements "a", "b"`.
+fn advertisement_names(names: &BTreeSet<String>) -> String {
+    kind_and_names("BGPAdvertisement", "BGPAdvertisements", names)
+}
+
+fn peer_names(names: &BTreeSet<String>) -> String {
+    kind_and_names("BGPPeer", "BGPPeers", names)
+}
+
+fn kind_and_names(one: &str, many: &str, names: &BTreeSet<String>) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
+    format!("{} {}", plural(names.len(), one, many), quoted.join(", "))
+}
+
+/// Why each node, by name, does or does not advertise `service` in `decision` (made by
+/// [`decide`] from `inputs`). Empty when no BGPAdvertisement selects the Service or it has no
+/// ready endpoint anywhere: the Service's [`Outcome`] says so for every node.
+pub fn node_verdicts(
+    inputs: &Inputs,
+    decision: &Decision,
+    service: &Service,
+) -> BTreeMap<String, NodeVerdict> {
+    if !decision.services.contains_key(&service.key) || !service.has_ready_endpoint {
+        return BTreeMap::new();
+    }
+    // The (address, advertisement) pairs that decide advertises, and the advertisements it
+    // refuses for their too-wide prefix.
+    let mut routes = Vec::new();
+    let mut too_wide = BTreeSet::new();
+    for ip in &service.ips {
+        for (advertisement, pool) in advertisements_of(inputs, *ip) {
+            if within_pool(advertisement.prefix(*ip), pool) {
+                routes.push((*ip, advertisement));
+            } else {
+                too_wide.insert(advertisement.name.clone());
+            }
+        }
+    }
+    inputs
+        .nodes
+        .iter()
+        .map(|node| {
+            let verdict = if routes.is_empty() {
+                NodeVerdict::PrefixTooWide {
+                    advertisements: too_wide.clone(),
+                }
+            } else {
+                node_verdict(inputs, decision, service, &routes, node)
+            };
+            (node.name.clone(), verdict)
+        })
+        .collect()
+}
+
+fn node_verdict(
+    inputs: &Inputs,
+    decision: &Decision,
+    service: &Service,
+    routes: &[(IpAddr, &Advertisement)],
+    node: &Node,
+) -> NodeVerdict {
+    let mut not_selecting = BTreeSet::new();
+    let mut selecting = Vec::new();
+    for (ip, advertisement) in routes {
+        match node_refusal(inputs, service, advertisement, node) {
+            Some(NodeRefusal::Standing(verdict)) => return NodeVerdict::Standing(verdict),
+            Some(NodeRefusal::NoReadyEndpoint) => return NodeVerdict::NoReadyEndpoint,
+            Some(NodeRefusal::NotSelected) => {
+                not_selecting.insert(advertisement.name.clone());
+            }
+            None => selecting.push((*ip, *advertisement)),
+        }
+    }
+    if selecting.is_empty() {
+        return NodeVerdict::NotSelected {
+            advertisements: not_selecting,
+        };
+    }
+    let sessions = decision
+        .nodes
+        .get(&node.name)
+        .map_or(&[][..], |n| &n.sessions);
+    let peers: BTreeSet<String> = sessions
+        .iter()
+        .filter(|s| selecting.iter().any(|(ip, a)| carries(s, *ip, a)))
+        .map(|s| s.peer.name.clone())
+        .collect();
+    if !peers.is_empty() {
+        return NodeVerdict::Advertises { peers };
+    }
+    let left_out = inputs
+        .peers
+        .iter()
+        .filter(|peer| {
+            any_matches(&peer.node_selectors, &node.labels)
+                && selecting
+                    .iter()
+                    .any(|(ip, a)| peer.family() == IpFamily::of(*ip) && a.selects_peer(peer))
+        })
+        .map(|peer| peer.name.clone())
+        .collect();
+    NodeVerdict::NoPeer {
+        families: selecting.iter().map(|(ip, _)| IpFamily::of(*ip)).collect(),
+        advertisements: selecting.iter().map(|(_, a)| a.name.clone()).collect(),
+        left_out,
+    }
+}
+
+/// The problems of `decision` that concern `service`: a prefix of its addresses refused or
+/// given two local preferences, and a peer its BGPAdvertisements would advertise it to that
+/// is left out of a node.
+pub fn problems_of<'a>(
+    inputs: &Inputs,
+    decision: &'a Decision,
+    service: &Service,
+) -> Vec<&'a Problem> {
+    let would_carry = |peer_name: &str| {
+        inputs
+            .peers
+            .iter()
+            .filter(|peer| peer.name == peer_name)
+            .any(|peer| {
+                service.ips.iter().any(|ip| {
+                    peer.family() == IpFamily::of(*ip)
+                        && advertisements_of(inputs, *ip)
+                            .iter()
+                            .any(|(a, _)| a.selects_peer(peer))
+                })
+            })
+    };
+    decision
+        .problems
+        .iter()
+        .filter(|problem| match problem {
+            Problem::AggregationWiderThanPool { ip, .. } => service.ips.contains(ip),
+            Problem::LocalPrefConflict { prefix, .. } => {
+                service.ips.iter().any(|ip| prefix.contains(ip))
+            }
+            Problem::DuplicatePeerAddress { peer, .. } | Problem::InstanceConflict { peer, .. } => {
+                would_carry(peer)
+            }
+        })
+        .collect()
 }
 
 /// Whether every address of `prefix` lies in one entry of `pool`.
@@ -1047,6 +1323,213 @@ mod tests {
             "advertised over BGP by nodes n00, n01, n02, n03, n04, n05, n06, n07, n08, n09, and \
              15 more to peers tor, tor6"
         );
+    }
+
+    /// Each node's verdict on Service `name`, checked against the decision's outcome: the
+    /// nodes that advertise, and their peers, are the outcome's.
+    fn verdicts(inputs: &Inputs, name: &str) -> BTreeMap<String, NodeVerdict> {
+        let decision = decide(inputs);
+        let service = inputs.services.iter().find(|s| s.key.name == name).unwrap();
+        let verdicts = node_verdicts(inputs, &decision, service);
+        let mut nodes = BTreeSet::new();
+        let mut peers = BTreeSet::new();
+        for (node, verdict) in &verdicts {
+            if let NodeVerdict::Advertises { peers: to } = verdict {
+                nodes.insert(node.clone());
+                peers.extend(to.iter().cloned());
+            }
+        }
+        match decision.services.get(&service.key) {
+            Some(Outcome::Advertised {
+                nodes: outcome_nodes,
+                peers: outcome_peers,
+            }) => assert_eq!((&nodes, &peers), (outcome_nodes, outcome_peers)),
+            _ => assert!(nodes.is_empty(), "{verdicts:?}"),
+        }
+        verdicts
+    }
+
+    fn words(verdicts: &BTreeMap<String, NodeVerdict>) -> Vec<(String, String)> {
+        verdicts
+            .iter()
+            .map(|(node, verdict)| (node.clone(), verdict.to_string()))
+            .collect()
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn every_node_that_advertises_says_to_which_peers() {
+        let verdicts = verdicts(&world(), "web");
+        for node in ["a", "b", "c"] {
+            assert_eq!(
+                verdicts[node],
+                NodeVerdict::Advertises {
+                    peers: names(&["tor", "tor6"])
+                }
+            );
+        }
+        assert_eq!(verdicts["a"].to_string(), "to peers tor, tor6");
+    }
+
+    #[test]
+    fn nodes_that_do_not_advertise_say_which_filter_stops_them_in_decides_order() {
+        let mut inputs = world();
+        inputs.nodes.push(node("dead", &[("rack", "1")]));
+        inputs
+            .nodes
+            .push(node("excluded", &[("rack", "1"), (EXCLUDE_LABEL, "")]));
+        let mut unavailable = node("unavailable", &[("rack", "1")]);
+        unavailable.network_unavailable = true;
+        inputs.nodes.push(unavailable);
+        inputs.nodes.push(node("far", &[("rack", "3")]));
+        inputs.nodes.push(node("idle", &[("rack", "1")]));
+        inputs
+            .alive
+            .extend(["excluded", "unavailable", "far", "idle"].map(String::from));
+        inputs.services[0].local = true;
+        inputs.services[0].ready_nodes = names(&["a", "c", "far", "dead", "excluded"]);
+        // rack 3 is not the advertisement's; rack 2 peers with nobody of the IPv4 family.
+        inputs.advertisements[0].name = "racks".into();
+        inputs.advertisements[0].node_selectors =
+            vec![selector("rack", "1"), selector("rack", "2")];
+        inputs.peers[0].node_selectors = vec![selector("rack", "1")];
+        inputs.services[0].ips = vec!["192.0.2.10".parse().unwrap()];
+        let verdicts = verdicts(&inputs, "web");
+        assert_eq!(
+            words(&verdicts),
+            [
+                ("a", "to peer tor"),
+                (
+                    "b",
+                    "it has no ready endpoint of the Service (externalTrafficPolicy Local)"
+                ),
+                (
+                    "c",
+                    "it peers with no IPv4 BGPPeer that BGPAdvertisement \"racks\" advertises \
+                     to: check the BGPPeers' nodeSelectors and the BGPAdvertisement's peers"
+                ),
+                ("dead", "its speaker is not alive"),
+                (
+                    "excluded",
+                    "it is labelled node.kubernetes.io/exclude-from-external-load-balancers"
+                ),
+                (
+                    "far",
+                    "no BGPAdvertisement of its pool selects it: check the nodeSelectors of \
+                     BGPAdvertisement \"racks\""
+                ),
+                (
+                    "idle",
+                    "it has no ready endpoint of the Service (externalTrafficPolicy Local)"
+                ),
+                ("unavailable", "its NetworkUnavailable condition is true"),
+            ]
+            .map(|(n, w)| (n.to_string(), w.to_string()))
+        );
+        assert_eq!(
+            verdicts["dead"],
+            NodeVerdict::Standing(election::Verdict::NotAlive)
+        );
+    }
+
+    #[test]
+    fn a_node_whose_peer_is_left_out_of_its_instance_says_so() {
+        let mut inputs = world();
+        let mut other_asn = peer("z-other-asn", "198.51.100.3");
+        other_asn.my_asn = 65000;
+        inputs.peers.push(other_asn);
+        inputs.advertisements[0].peers = names(&["z-other-asn"]);
+        let verdicts = verdicts(&inputs, "web");
+        assert_eq!(
+            verdicts["a"],
+            NodeVerdict::NoPeer {
+                families: BTreeSet::from([IpFamily::V4, IpFamily::V6]),
+                advertisements: names(&["all"]),
+                left_out: names(&["z-other-asn"]),
+            }
+        );
+        assert_eq!(
+            verdicts["a"].to_string(),
+            "it peers with no IPv4 or IPv6 BGPPeer that BGPAdvertisement \"all\" advertises to: \
+             check the BGPPeers' nodeSelectors and the BGPAdvertisement's peers; BGPPeer \
+             \"z-other-asn\" selects it but is left out of its BGP instance: a BGP \
+             configuration problem says why"
+        );
+        let decision = decide(&inputs);
+        let problems: Vec<String> = problems_of(&inputs, &decision, &inputs.services[0])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(problems.len(), 3, "one per node: {problems:?}");
+        assert!(problems[0].starts_with("node \"a\" does not peer with BGPPeer \"z-other-asn\""));
+    }
+
+    #[test]
+    fn an_aggregation_wider_than_the_pool_stops_every_node() {
+        let mut inputs = world();
+        inputs.services[0].ips = vec!["192.0.2.10".parse().unwrap()];
+        inputs.advertisements[0].aggregation_length = 23;
+        let verdicts = verdicts(&inputs, "web");
+        assert_eq!(
+            verdicts["a"].to_string(),
+            "BGPAdvertisement \"all\" rolls its addresses up to a prefix wider than their pool: \
+             use a longer aggregation length"
+        );
+        assert_eq!(verdicts.len(), 3);
+    }
+
+    #[test]
+    fn services_bgp_leaves_alone_or_without_endpoints_have_no_node_verdicts() {
+        let mut inputs = world();
+        inputs.advertisements[0].pools = names(&["elsewhere"]);
+        assert!(verdicts(&inputs, "web").is_empty());
+        let mut inputs = world();
+        inputs.services[0].has_ready_endpoint = false;
+        assert!(verdicts(&inputs, "web").is_empty());
+    }
+
+    #[test]
+    fn only_the_problems_of_the_service_concern_it() {
+        let mut inputs = world();
+        inputs.pools.push(pool("small", &["203.0.113.0/30"]));
+        inputs.services.push(service("other", &["203.0.113.1"]));
+        inputs.advertisements.push(Advertisement {
+            name: "wide".into(),
+            pools: names(&["small"]),
+            aggregation_length: 24,
+            ..Advertisement::default()
+        });
+        inputs.advertisements[0].pools = names(&["lan"]);
+        let duplicate = peer("z-duplicate", "198.51.100.1");
+        inputs.peers.push(duplicate);
+        let decision = decide(&inputs);
+        let of = |name: &str| -> Vec<String> {
+            let service = inputs.services.iter().find(|s| s.key.name == name).unwrap();
+            problems_of(&inputs, &decision, service)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        // Both advertisements name every peer: the duplicate concerns both Services.
+        let web = of("web");
+        assert_eq!(web.len(), 1, "{web:?}");
+        assert!(web[0].starts_with("BGPPeer \"z-duplicate\""), "{web:?}");
+        let other = of("other");
+        assert_eq!(other.len(), 2, "{other:?}");
+        assert!(
+            other
+                .iter()
+                .any(|p| p.starts_with("BGPAdvertisement \"wide\""))
+        );
+
+        inputs.advertisements[0].peers = names(&["tor6"]);
+        inputs.advertisements[1].peers = names(&["tor6"]);
+        let decision = decide(&inputs);
+        let service = &inputs.services[0];
+        assert!(problems_of(&inputs, &decision, service).is_empty());
     }
 
     #[test]

@@ -554,14 +554,11 @@ fn advertisements_of(inputs: &Inputs, ip: IpAddr) -> Result<Vec<&Advertisement>,
     Ok(advertisements)
 }
 
-/// Whether `node` may announce anything at all, in layer 2 or over BGP: its speaker is alive,
-/// its network is available, and it is not excluded from external load balancers.
-pub fn node_may_announce(alive: &BTreeSet<String>, node: &Node) -> bool {
-    node_standing(alive, node).is_none()
-}
-
-/// Why `node` may announce nothing at all, if it may not (see [`node_may_announce`]).
-fn node_standing(alive: &BTreeSet<String>, node: &Node) -> Option<Verdict> {
+/// Why `node` may announce nothing at all, in layer 2 or over BGP, if it may not: its speaker
+/// is not alive ([`Verdict::NotAlive`]), its network is unavailable
+/// ([`Verdict::NetworkUnavailable`]), or it is excluded from external load balancers
+/// ([`Verdict::Excluded`]).
+pub(crate) fn node_standing(alive: &BTreeSet<String>, node: &Node) -> Option<Verdict> {
     if !alive.contains(&node.name) {
         Some(Verdict::NotAlive)
     } else if node.network_unavailable {
