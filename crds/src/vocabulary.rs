@@ -42,6 +42,8 @@ pub mod reasons {
     pub const NO_L2_ADVERTISEMENT: &str = "NoL2Advertisement";
     pub const NO_READY_ENDPOINT: &str = "NoReadyEndpoint";
     pub const NO_ELIGIBLE_NODE: &str = "NoEligibleNode";
+    /// Only BGP would announce it, and no node that may peers with a router of its family.
+    pub const NO_BGP_PEER: &str = "NoBGPPeer";
 
     // IPAddressPool conditions
     pub const POOL_READY: &str = "Ready";
@@ -68,6 +70,17 @@ pub mod reasons {
             AllocationError::FamilyNotWanted { .. }
             | AllocationError::FamiliesIncomplete { .. } => FAMILY_MISMATCH,
             AllocationError::InUse { .. } => ADDRESS_IN_USE,
+        }
+    }
+
+    /// The Announced condition's reason for a Service that only BGP would announce, and does
+    /// not.
+    pub fn not_advertised(reason: &herald_core::bgp::Reason) -> &'static str {
+        use herald_core::bgp::Reason;
+        match reason {
+            Reason::NoReadyEndpoint => NO_READY_ENDPOINT,
+            Reason::NoEligibleNode { .. } => NO_ELIGIBLE_NODE,
+            Reason::NoPeer { .. } => NO_BGP_PEER,
         }
     }
 

@@ -326,6 +326,15 @@ fn not_on_layer2(reason: &election::Reason, bgp: Option<&bgp::Outcome>) -> Annou
                 format!("{advertised}; not announced on layer 2: {reason}")
             },
         },
+        // BGP alone is meant to announce the pool: why it does not, with no advice to add
+        // layer 2.
+        Some(not_advertised @ bgp::Outcome::NotAdvertised(why)) if no_l2_advertisement => {
+            Announced {
+                status: false,
+                reason: reasons::not_advertised(why),
+                message: not_advertised.to_string(),
+            }
+        }
         Some(not_advertised) => Announced {
             status: false,
             reason: reasons::not_announced(reason),
@@ -705,8 +714,10 @@ mod tests {
         assert!(fixture.plan(&mut Announcer::new(ME)).conditions.is_empty());
     }
 
+    /// A pool that only BGP announces: the condition says why BGP does not, and gives no
+    /// advice to announce it on layer 2 too.
     #[test]
-    fn a_service_neither_announces_says_why_for_both() {
+    fn a_service_bgp_alone_would_advertise_says_why_bgp_does_not() {
         let mut fixture = Fixture::new(world(&["192.0.2.200"], None));
         fixture.world.delete_advertisement("all");
         fixture.bgp.insert(
@@ -718,14 +729,12 @@ mod tests {
         let plan = fixture.plan(&mut Announcer::new(ME));
         let (_, condition) = &plan.conditions[0];
         assert!(!condition.status);
-        assert_eq!(condition.reason, reasons::NO_L2_ADVERTISEMENT);
+        assert_eq!(condition.reason, reasons::NO_BGP_PEER);
         assert!(
             condition
                 .message
-                .starts_with("no L2Advertisement selects pool \"lan\"")
-                && condition
-                    .message
-                    .contains("; not advertised over BGP: the nodes"),
+                .starts_with("not advertised over BGP: the nodes")
+                && !condition.message.contains("L2Advertisement"),
             "{}",
             condition.message
         );

@@ -29,6 +29,9 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+pub mod bgp;
+
+use self::bgp::LabBgp;
 use crate::bridge::ApiBridge;
 use crate::lan::{Host, Lan, ip_n, sysctl};
 use crate::node::{self, KubeNode, NodeConfig, pod_gateways};
@@ -116,6 +119,8 @@ pub struct LabConfig {
     /// Names the LAN's namespaces (`hl-<pid>-<name>-<host>`).
     pub name: String,
     pub nodes: usize,
+    /// BGP beside layer 2 ([`LabConfig::with_bgp`]).
+    pub bgp: bool,
     /// Where the processes' logs go.
     pub log_dir: PathBuf,
     pub binaries: Binaries,
@@ -135,9 +140,31 @@ impl LabConfig {
         LabConfig {
             name: name.to_string(),
             nodes: 3,
+            bgp: false,
             log_dir,
             binaries: Binaries::in_dir(profile_dir, server),
         }
+    }
+
+    /// BGP too ([`bgp`]): a router on the LAN, and Herald installed with the chart's FRR
+    /// sidecar, from the FRR image in `HERALD_FRR_IMAGE` (`scripts/build-frr-image`).
+    pub fn with_bgp(mut self) -> LabConfig {
+        let image = std::env::var_os("HERALD_FRR_IMAGE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "HERALD_FRR_IMAGE is not set: run `export HERALD_FRR_IMAGE=$(scripts/build-frr-image)` \
+                     first (scripts/lab does)"
+                )
+            });
+        assert!(
+            image.exists(),
+            "{} is missing: run scripts/build-frr-image",
+            image.display()
+        );
+        self.binaries.images.push(image);
+        self.bgp = true;
+        self
     }
 }
 
@@ -163,6 +190,8 @@ pub struct Lab {
     pub client: Host,
     pub control_plane: Host,
     pub pool: String,
+    /// The router and the outside client, with BGP ([`LabConfig::with_bgp`]).
+    pub bgp: Option<LabBgp>,
     config: LabConfig,
     /// The control plane's controllers; dropped before the bridge they reach the server by.
     _control_plane_processes: Vec<Process>,
@@ -193,6 +222,7 @@ impl Lab {
         for i in 0..hosts.len() {
             wire_node(&hosts, i);
         }
+        let bgp = config.bgp.then(|| LabBgp::add(&mut lan, &hosts, &cluster));
         // The control plane routes to the Pods too: Pods reach the API server there.
         route_pods(&control_plane, &hosts, None);
         let mut nodes = Vec::new();
@@ -228,6 +258,7 @@ impl Lab {
             client,
             control_plane,
             pool,
+            bgp,
             config,
             _control_plane_processes: control_plane_processes,
             _bridge: bridge,
@@ -241,12 +272,20 @@ impl Lab {
         lab.wait_herald_ready().await;
         lab.wait_echo_ready(WAIT).await;
         objects::pool_for_lab_nodes(&lab.cluster, &lab.pool, POOL).await;
+        if let Some(bgp) = &lab.bgp {
+            bgp.configure(&lab.cluster).await;
+        }
         lab
     }
 
-    /// `helm install` of `deploy/helm/herald` with its default values, as the README has it.
+    /// `helm install` of `deploy/helm/herald` with its default values, as the README has it;
+    /// with BGP, the FRR sidecar on (`speaker.bgp.enabled`).
     fn install_herald(&self) {
-        self.helm_upgrade(&[]);
+        if self.bgp.is_some() {
+            self.helm_upgrade(&["--set", "speaker.bgp.enabled=true"]);
+        } else {
+            self.helm_upgrade(&[]);
+        }
     }
 
     /// Upgrades Herald to the image tag `tag`, as a user would (`helm upgrade --set
@@ -467,6 +506,9 @@ impl Lab {
         let hosts: Vec<Host> = self.nodes.iter().map(|n| n.host.clone()).collect();
         route_services(&hosts[i]);
         route_pods(&hosts[i], &hosts, Some(i));
+        if self.bgp.is_some() {
+            bgp::route_outside(&hosts[i]);
+        }
         self.nodes[i].kube.boot().await;
         self.nodes[i].up = true;
         self.wait_node_ready(i, true, NODE_FAILURE_WAIT).await;
@@ -608,28 +650,17 @@ impl Lab {
 
     /// One request from the client with the real `curl`: the response body, or why none came.
     pub fn curl(&self, ip: IpAddr) -> Result<String, String> {
-        let url = match ip {
-            IpAddr::V4(ip) => format!("http://{ip}:{SERVICE_PORT}/"),
-            IpAddr::V6(ip) => format!("http://[{ip}]:{SERVICE_PORT}/"),
-        };
-        let output = self
-            .client
-            .command("curl")
-            .args(["-sS", "--max-time", "2", &url])
-            .output()
-            .map_err(|e| format!("running curl: {e}"))?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
-        }
+        curl_from(&self.client, ip)
     }
 
     /// Starts a steady stream of requests from the client to `ip` (see `lab-probe`).
     pub fn probe(&self, ip: IpAddr, every: Duration, timeout: Duration) -> Probe {
-        let mut command = self
-            .client
-            .command(&self.config.binaries.probe.to_string_lossy());
+        self.probe_from(&self.client, ip, every, timeout)
+    }
+
+    /// Starts a steady stream of requests from `host` to `ip` (see `lab-probe`).
+    pub fn probe_from(&self, host: &Host, ip: IpAddr, every: Duration, timeout: Duration) -> Probe {
+        let mut command = host.command(&self.config.binaries.probe.to_string_lossy());
         command
             .args([
                 ip.to_string(),
@@ -696,6 +727,24 @@ impl Lab {
             let (gateway_v4, gateway_v6) = pod_gateways(i);
             (on_lan || ip == IpAddr::V4(gateway_v4) || ip == IpAddr::V6(gateway_v6)).then_some(i)
         })
+    }
+}
+
+/// One request from `host` with the real `curl`: the response body, or why none came.
+fn curl_from(host: &Host, ip: IpAddr) -> Result<String, String> {
+    let url = match ip {
+        IpAddr::V4(ip) => format!("http://{ip}:{SERVICE_PORT}/"),
+        IpAddr::V6(ip) => format!("http://[{ip}]:{SERVICE_PORT}/"),
+    };
+    let output = host
+        .command("curl")
+        .args(["-sS", "--max-time", "2", &url])
+        .output()
+        .map_err(|e| format!("running curl: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
     }
 }
 
