@@ -7,12 +7,13 @@
 //! 192.0.2.1, and BGPPeers are cluster-scoped, so two labs at once would each see the other's
 //! peer at that address.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use herald_crds::BGPSessionStateStatus;
 use herald_speaker::frr::{Frr, Paths};
-use herald_tests::bgp_lan::{ROUTER_ASN, client_reaches, serve};
+use herald_tests::bgp_lan::{ROUTER, ROUTER_ASN, ROUTER_V6, client_reaches, ipv6_protocol, serve};
 use herald_tests::bgp_speaker_lan::BgpSpeakerLan;
 use herald_tests::eventually;
 use herald_tests::objects::services;
@@ -39,8 +40,13 @@ fn address(n: u8) -> String {
     format!("203.0.113.{n}")
 }
 
+/// An IPv6 address of the lab's pool, off the LAN.
+fn address_v6(n: u16) -> String {
+    format!("2001:db8:ff::{n:x}")
+}
+
 async fn wait_for_gateways(lab: &BgpSpeakerLan, ip: &str, nodes: &[usize], what: &str) {
-    let wanted = lab.node_addresses(nodes);
+    let wanted = lab.node_addresses(ip, nodes);
     eventually(WAIT, what, || async {
         (lab.gateways(ip) == wanted).then_some(())
     })
@@ -61,15 +67,19 @@ async fn session_state(
     .await
 }
 
-/// What says whether node `i`'s session was reset: BIRD's time of its last state change, FRR's
-/// counts of sessions established and dropped.
-async fn session_marks(lab: &BgpSpeakerLan, i: usize) -> (String, u64, u64) {
-    let frr = Frr::new(Paths {
+/// The speaker's FRR driver on node `i`'s FRR, to read it as the speaker does.
+fn frr(lab: &BgpSpeakerLan, i: usize) -> Frr {
+    Frr::new(Paths {
         config_dir: lab.frr[i].dir().to_path_buf(),
         vty_socket_dir: lab.frr[i].dir().to_path_buf(),
         ..Paths::default()
-    });
-    let neighbors = frr.neighbors().await.expect("FRR's neighbors");
+    })
+}
+
+/// What says whether node `i`'s session was reset: BIRD's time of its last state change, FRR's
+/// counts of sessions established and dropped.
+async fn session_marks(lab: &BgpSpeakerLan, i: usize) -> (String, u64, u64) {
+    let neighbors = frr(lab, i).neighbors().await.expect("FRR's neighbors");
     let protocol = lab.router.protocol(&lab.lab.nodes[i].1.name);
     assert_eq!(protocol.info, "Established", "{protocol:?}");
     (
@@ -77,6 +87,20 @@ async fn session_marks(lab: &BgpSpeakerLan, i: usize) -> (String, u64, u64) {
         neighbors[0].established_count,
         neighbors[0].dropped_count,
     )
+}
+
+/// [`session_marks`] once they stay the same: BIRD stamps a protocol again as its channel
+/// finishes coming up.
+async fn settled_session_marks(lab: &BgpSpeakerLan, i: usize) -> (String, u64, u64) {
+    let mut before = session_marks(lab, i).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = session_marks(lab, i).await;
+        if now == before {
+            return now;
+        }
+        before = now;
+    }
 }
 
 #[tokio::test]
@@ -173,20 +197,9 @@ async fn services_are_advertised_from_their_nodes_and_sessions_show_where_users_
     wait_for_gateways(&lab, &local, &[], "local's route withdrawn").await;
 
     // 50 Services come, then go: no session is reset.
-    // BIRD stamps a protocol again as its channel finishes coming up: the marks of sessions
-    // that have settled.
     let mut marks_before = Vec::new();
     for i in 0..3 {
-        let mut before = session_marks(&lab, i).await;
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = session_marks(&lab, i).await;
-            if now == before {
-                break;
-            }
-            before = now;
-        }
-        marks_before.push(before);
+        marks_before.push(settled_session_marks(&lab, i).await);
     }
     let started = Instant::now();
     let churn: Vec<(String, String)> = (101..=150)
@@ -310,7 +323,7 @@ fn percentile(gaps: &[Duration], p: usize) -> Duration {
 async fn failover_gaps(lab: &BgpSpeakerLan, ip: &str, trials: usize) -> Vec<Duration> {
     let mut gaps = Vec::new();
     let node0 = &lab.lab.nodes[0].1;
-    let rest = lab.node_addresses(&[1]);
+    let rest = lab.node_addresses(ip, &[1]);
     for trial in 0..trials {
         wait_for_gateways(lab, ip, &[0, 1], "a route through both nodes").await;
         let cut = Instant::now();
@@ -393,4 +406,97 @@ async fn without_bfd_a_lost_nodes_route_goes_with_the_hold_time() {
     print_gaps("no BFD, hold time 9 s", &gaps);
     // The router's hold time bounds it (BIRD's 9 s, checked each second).
     assert!(percentile(&gaps, 99) < Duration::from_secs(11), "{gaps:?}");
+}
+
+/// The prefixes node `i`'s FRR advertises to `peer`, as text.
+async fn advertised_to(lab: &BgpSpeakerLan, i: usize, peer: IpAddr) -> Vec<String> {
+    let sessions = frr(lab, i).sessions().await.expect("FRR's sessions");
+    let session = sessions
+        .iter()
+        .find(|s| s.neighbor.peer == peer.to_string())
+        .unwrap_or_else(|| panic!("node{i}'s FRR has no neighbor {peer}: {sessions:#?}"));
+    session.advertised.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test]
+async fn an_ipv6_peer_learns_the_ipv6_addresses_from_every_node_and_only_those() {
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let lab = lab("bgp-speaker-v6", 2, "").await;
+    let (web4, web6) = (address(100), address_v6(0x100));
+    let _servers: Vec<_> = lab
+        .frr
+        .iter()
+        .flat_map(|node| [serve(node, &web4), serve(node, &web6)])
+        .collect();
+    let tor = lab.peer("tor", serde_json::json!({})).await;
+    let tor6 = lab
+        .peer(
+            "tor6",
+            serde_json::json!({"peerAddress": ROUTER_V6.to_string()}),
+        )
+        .await;
+    lab.advertise().await;
+    lab.lab
+        .service("web", &[&web4, &web6], false, &[0, 1])
+        .await;
+
+    // The router learns the IPv6 address from both nodes over IPv6 (their IPv6 next hops), and
+    // the client reaches it through the router.
+    wait_for_gateways(
+        &lab,
+        &web6,
+        &[0, 1],
+        "a route to web's IPv6 address through both nodes",
+    )
+    .await;
+    wait_for_gateways(
+        &lab,
+        &web4,
+        &[0, 1],
+        "a route to web's IPv4 address through both nodes",
+    )
+    .await;
+    let answered = client_reaches(&lab.outside, &web6);
+    assert!(
+        answered.as_deref().is_some_and(|n| n.starts_with("node")),
+        "the client reached {web6} through the router: {answered:?}"
+    );
+    for i in 0..2 {
+        let state = session_state(
+            &lab,
+            i,
+            &tor6,
+            "an Established IPv6 session with 1 prefix",
+            |s| s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1),
+        )
+        .await;
+        assert_eq!(state.peer_address, Some(ROUTER_V6.to_string()));
+        assert_eq!(state.reason, None);
+        session_state(
+            &lab,
+            i,
+            &tor,
+            "an Established IPv4 session with 1 prefix",
+            |s| s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1),
+        )
+        .await;
+        // Each family's address goes to the peer of its family only: in what FRR sends, and in
+        // what the router learnt over each session.
+        assert_eq!(
+            advertised_to(&lab, i, IpAddr::V6(ROUTER_V6)).await,
+            [format!("{web6}/128")]
+        );
+        assert_eq!(
+            advertised_to(&lab, i, IpAddr::V4(ROUTER)).await,
+            [format!("{web4}/32")]
+        );
+        let host = &lab.lab.nodes[i].1.name;
+        assert_eq!(
+            lab.router.routes_from(&ipv6_protocol(host)),
+            [format!("{web6}/128")]
+        );
+        assert_eq!(lab.router.routes_from(host), [format!("{web4}/32")]);
+    }
+    let metrics = lab.lab.metrics(0);
+    assert!(metrics.contains("herald_bgp_sessions_up 2"), "{metrics}");
 }

@@ -1,10 +1,12 @@
 //! A LAN for BGP tests: a top-of-rack router running BIRD 2 ([`Router`]), nodes running FRR
 //! ([`FrrNode`]) on the router's LAN, and a client on a network of its own behind the router,
 //! so that it reaches the nodes' addresses only through the routes the router learnt.
-//! Documentation addresses only: the LAN is `192.0.2.0/24` (router `.1`, node `n` at
-//! `192.0.2.<10+n>`), the client's network `198.51.100.0/24` (router `.1`, client `.100`).
+//! Documentation addresses only: the LAN is `192.0.2.0/24` and `2001:db8::/64` (router `.1` and
+//! `::1`, node `n` at `192.0.2.<10+n>` and `2001:db8::<10+n>`), the client's network
+//! `198.51.100.0/24` and `2001:db8:100::/64` (router `.1` and `::1`, client `.100` and `::100`).
+//! The router peers with every node over both families.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::Process;
 use crate::frr::FrrNode;
@@ -15,7 +17,12 @@ use crate::router::{BirdNeighbor, Router, bird_config};
 pub const ROUTER_ASN: u32 = 64500;
 pub const NODE_ASN: u32 = 64512;
 pub const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The router's IPv6 address on the LAN: the nodes' IPv6 peer.
+pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x100);
+/// The router's address on the client's IPv6 network.
+const CLIENT_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
 /// The TCP port of [`serve`].
 pub const PORT: &str = "8080";
 
@@ -45,17 +52,22 @@ impl BgpLan {
         }
     }
 
-    /// The router's neighbor for each node host: protocol `node<n>`, in [`NODE_ASN`].
+    /// The router's neighbors, in [`NODE_ASN`]: each node host over IPv4 (protocol `<host>`),
+    /// then each over IPv6 (protocol `<host>v6`, see [`ipv6_protocol`]).
     pub fn neighbors(hosts: &[Host], options: &str) -> Vec<BirdNeighbor> {
-        hosts
+        let neighbor = |name: String, address: IpAddr| BirdNeighbor {
+            name,
+            address,
+            asn: NODE_ASN,
+            options: options.to_string(),
+        };
+        let ipv4 = hosts
             .iter()
-            .map(|host| BirdNeighbor {
-                name: host.name.clone(),
-                address: IpAddr::V4(host.ipv4),
-                asn: NODE_ASN,
-                options: options.to_string(),
-            })
-            .collect()
+            .map(|host| neighbor(host.name.clone(), IpAddr::V4(host.ipv4)));
+        let ipv6 = hosts
+            .iter()
+            .map(|host| neighbor(ipv6_protocol(&host.name), IpAddr::V6(host.ipv6)));
+        ipv4.chain(ipv6).collect()
     }
 
     pub fn node(&self, name: &str) -> &FrrNode {
@@ -73,9 +85,14 @@ impl BgpLan {
     }
 }
 
-/// Adds the router (host 1) peering with the node `hosts`, whose default route goes through
-/// it, and a client `client` behind it, ready; `neighbor_options` go into each of the router's
-/// BGP neighbors (`bfd on;`).
+/// The router's BIRD protocol for its IPv6 session with node host `host`.
+pub fn ipv6_protocol(host: &str) -> String {
+    format!("{host}v6")
+}
+
+/// Adds the router (host 1) peering with the node `hosts` over IPv4 and IPv6, their default
+/// routes of both families going through it, and a client `client` behind it, ready;
+/// `neighbor_options` go into each of the router's BGP neighbors (`bfd on;`).
 pub fn add_router(
     lan: &mut Lan,
     hosts: &[Host],
@@ -85,8 +102,22 @@ pub fn add_router(
     let router_host = lan.add_host("router", 1);
     let client_netns = lan.add_behind(&router_host, client, "eth1");
     router_host.run("ip", &["address", "add", "198.51.100.1/24", "dev", "eth1"]);
+    router_host.run(
+        "ip",
+        &[
+            "address",
+            "add",
+            &format!("{CLIENT_GATEWAY_V6}/64"),
+            "dev",
+            "eth1",
+            "nodad",
+        ],
+    );
     router_host.run("ip", &["link", "set", "eth1", "up"]);
-    lan::sysctl(&router_host.netns, &["net.ipv4.ip_forward=1"]);
+    lan::sysctl(
+        &router_host.netns,
+        &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+    );
     let client = Host {
         name: client.into(),
         netns: client_netns,
@@ -97,13 +128,46 @@ pub fn add_router(
         "ip",
         &["address", "add", &format!("{CLIENT}/24"), "dev", "eth0"],
     );
+    client.run(
+        "ip",
+        &[
+            "address",
+            "add",
+            &format!("{CLIENT_V6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
     client.run("ip", &["link", "set", "eth0", "up"]);
     client.run("ip", &["route", "add", "default", "via", "198.51.100.1"]);
+    client.run(
+        "ip",
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &CLIENT_GATEWAY_V6.to_string(),
+        ],
+    );
     for host in hosts {
         // Answers to the client go back through the router.
         host.run(
             "ip",
             &["route", "add", "default", "via", &ROUTER.to_string()],
+        );
+        host.run(
+            "ip",
+            &[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &ROUTER_V6.to_string(),
+            ],
         );
     }
     let router = Router::start(
@@ -117,15 +181,27 @@ pub fn add_router(
     (router, client)
 }
 
-/// Puts `address` on the node's loopback and serves TCP on it, answering with the node's name.
+/// Puts `address` (IPv4 or IPv6) on the node's loopback and serves TCP on it, answering with
+/// the node's name.
 pub fn serve(node: &FrrNode, address: &str) -> Process {
+    let ip: IpAddr = address.parse().expect("an IP address");
+    let (length, listen) = match ip {
+        IpAddr::V4(_) => (32, "TCP4-LISTEN"),
+        IpAddr::V6(_) => (128, "TCP6-LISTEN"),
+    };
     node.host.run(
         "ip",
-        &["address", "add", &format!("{address}/32"), "dev", "lo"],
+        &[
+            "address",
+            "add",
+            &format!("{address}/{length}"),
+            "dev",
+            "lo",
+        ],
     );
     let mut command = node.host.command("socat");
     command.args([
-        &format!("TCP-LISTEN:{PORT},bind={address},reuseaddr,fork"),
+        &format!("{listen}:{PORT},bind={},reuseaddr,fork", socat_host(ip)),
         &format!("SYSTEM:echo {}", node.host.name),
     ]);
     // In FRR's folder: removed with it.
@@ -141,11 +217,22 @@ pub fn client_reaches(client: &Host, address: &str) -> Option<String> {
             "-T",
             "2",
             "-",
-            &format!("TCP:{address}:{PORT},connect-timeout=2"),
+            &format!(
+                "TCP:{}:{PORT},connect-timeout=2",
+                socat_host(address.parse().expect("an IP address"))
+            ),
         ])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("running socat");
     let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
     (output.status.success() && !said.is_empty()).then_some(said)
+}
+
+/// `ip` as socat takes a host in an address: IPv6 in brackets.
+fn socat_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
 }

@@ -2,7 +2,9 @@
 //! objects, a pool) whose nodes also run FRR ([`FrrNode`], the speaker started with `--bgp`
 //! and pointed at that FRR's folder, as the chart's sidecar shares it), a BIRD 2 router on the
 //! LAN peering with every node, and a client behind the router that reaches Services only
-//! through the routes the router learnt. Layer 2 is off: the lab's L2Advertisement is removed. Documentation addresses only (see [`crate::bgp_lan`]).
+//! through the routes the router learnt, over IPv4 and IPv6. Layer 2 is off: the lab's
+//! L2Advertisement is removed. Documentation addresses only (see [`crate::bgp_lan`]); the lab's
+//! pool holds `203.0.113.100-150` and `2001:db8:ff::100-150` off the LAN for BGP.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -83,15 +85,32 @@ impl BgpSpeakerLan {
         &self.lab.nodes[i].0
     }
 
-    pub fn node_address(&self, i: usize) -> IpAddr {
-        IpAddr::V4(self.lab.nodes[i].1.ipv4)
+    /// Node `i`'s LAN address of the family of `ip`: its next hop for `ip` on the router.
+    pub fn node_address(&self, i: usize, ip: &str) -> IpAddr {
+        let host = &self.lab.nodes[i].1;
+        match ip.parse().expect("an IP address") {
+            IpAddr::V4(_) => IpAddr::V4(host.ipv4),
+            IpAddr::V6(_) => IpAddr::V6(host.ipv6),
+        }
     }
 
-    /// The addresses of nodes `indexes`, sorted as the router lists its gateways.
-    pub fn node_addresses(&self, indexes: &[usize]) -> Vec<IpAddr> {
-        let mut addresses: Vec<IpAddr> = indexes.iter().map(|i| self.node_address(*i)).collect();
+    /// The addresses of nodes `indexes` of the family of `ip`, sorted as the router lists its
+    /// gateways.
+    pub fn node_addresses(&self, ip: &str, indexes: &[usize]) -> Vec<IpAddr> {
+        let mut addresses: Vec<IpAddr> =
+            indexes.iter().map(|i| self.node_address(*i, ip)).collect();
         addresses.sort();
         addresses
+    }
+
+    /// Sets node `i`'s `--bgp-poll-interval` (`60s`) for its speaker's next start.
+    pub fn set_poll_interval(&mut self, i: usize, interval: &str) {
+        let args = &mut self.lab.speaker_args[i];
+        let flag = args
+            .iter()
+            .position(|a| a == "--bgp-poll-interval")
+            .expect("the lab's speakers get --bgp-poll-interval");
+        args[flag + 1] = interval.to_owned();
     }
 
     /// Applies BGPPeer `name` for the router, selecting this lab's nodes, with `more` fields
@@ -155,7 +174,7 @@ impl BgpSpeakerLan {
             .and_then(|s| s.status)
     }
 
-    /// The router's next hops for `prefix` (an address: its /32), sorted.
+    /// The router's next hops for `prefix` (an address: its /32 or /128), sorted.
     pub fn gateways(&self, prefix: &str) -> Vec<IpAddr> {
         self.router.kernel_gateways(prefix)
     }

@@ -104,6 +104,22 @@ impl FrrNode {
         process.kill();
     }
 
+    /// Kills every daemon with SIGKILL, as FRR's container crashing would.
+    pub fn crash(&mut self) {
+        for daemon in DAEMONS {
+            self.kill_daemon(daemon);
+        }
+    }
+
+    /// Starts every daemon again and loads `frr.conf` into them, as the sidecar's entrypoint
+    /// (`scripts/frr-image/herald-frr`) does when its container restarts.
+    pub fn restart(&mut self) {
+        for daemon in DAEMONS {
+            self.start_daemon(daemon);
+        }
+        self.vtysh_args(&["-b"]);
+    }
+
     /// Loads `frr.conf` into `daemon`, as FRR's init script does when it starts a daemon.
     pub fn boot_config(&self, daemon: &str) {
         self.vtysh_args(&["-b", "-d", daemon]);

@@ -199,6 +199,11 @@ impl Router {
         routes
     }
 
+    /// The prefixes BIRD learnt from its protocol `name` (one BGP session), sorted.
+    pub fn routes_from(&self, name: &str) -> Vec<String> {
+        parse_route_prefixes(&self.birdc(&["show", "route", "protocol", name]))
+    }
+
     /// `bird` stays up for the whole test: a failure to start shows in its log.
     pub fn log_tail(&self) -> String {
         self.bird.log_tail(40)
@@ -223,6 +228,20 @@ fn parse_protocols(text: &str) -> Vec<BirdProtocol> {
             })
         })
         .collect()
+}
+
+/// The prefixes of `birdc show route`: each route's first line starts with its prefix; its next
+/// hops are indented, tables and the banner are headed by words.
+fn parse_route_prefixes(text: &str) -> Vec<String> {
+    let mut prefixes: Vec<String> = text
+        .lines()
+        .filter(|line| !line.starts_with(char::is_whitespace))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|first| first.contains('/'))
+        .map(str::to_string)
+        .collect();
+    prefixes.sort();
+    prefixes
 }
 
 /// The gateways of `ip -j route show <prefix>`: `gateway`, or each of `nexthops`.
@@ -267,6 +286,23 @@ asbad      BGP        ---        start  14:24:43.484  Idle          BGP Error: B
             }
         );
         assert_eq!(protocols[1].info, "Established");
+    }
+
+    #[test]
+    fn route_prefixes() {
+        let text = "BIRD 2.0.12 ready.
+Table master6:
+2001:db8:ff::100/128 unicast [node0v6 10:41:07.377] * (100) [AS64512i]
+	via 2001:db8::11 on eth0
+Table master4:
+203.0.113.100/32     unicast [node0 10:41:06.912] * (100) [AS64512i]
+	via 192.0.2.11 on eth0
+";
+        assert_eq!(
+            parse_route_prefixes(text),
+            ["2001:db8:ff::100/128", "203.0.113.100/32"]
+        );
+        assert!(parse_route_prefixes("BIRD 2.0.12 ready.\n").is_empty());
     }
 
     #[test]
