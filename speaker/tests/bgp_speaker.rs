@@ -500,3 +500,129 @@ async fn an_ipv6_peer_learns_the_ipv6_addresses_from_every_node_and_only_those()
     let metrics = lab.lab.metrics(0);
     assert!(metrics.contains("herald_bgp_sessions_up 2"), "{metrics}");
 }
+
+/// Checks for `duration` that the router keeps routing `ip` through `nodes` and the client
+/// reaches it.
+async fn keeps_routing(lab: &BgpSpeakerLan, ip: &str, nodes: &[usize], duration: Duration) {
+    let wanted = lab.node_addresses(ip, nodes);
+    let since = Instant::now();
+    while since.elapsed() < duration {
+        assert_eq!(
+            lab.gateways(ip),
+            wanted,
+            "the router's route to {ip} changed {:?} in",
+            since.elapsed()
+        );
+        let answered = client_reaches(&lab.outside, ip);
+        assert!(
+            answered.is_some(),
+            "the client did not reach {ip} {:?} in",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_graceful_restart_the_router_keeps_a_nodes_routes_while_its_frr_restarts() {
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let mut lab = lab("bgp-speaker-gr-frr", 2, "").await;
+    let web = address(100);
+    let _servers: Vec<_> = lab.frr.iter().map(|node| serve(node, &web)).collect();
+    let peer = lab
+        .peer("tor", serde_json::json!({"enableGracefulRestart": true}))
+        .await;
+    lab.advertise().await;
+    lab.lab.service("web", &[&web], false, &[0, 1]).await;
+    wait_for_gateways(&lab, &web, &[0, 1], "a route through both nodes").await;
+    for i in 0..2 {
+        session_state(&lab, i, &peer, "an Established session", |s| {
+            s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1)
+        })
+        .await;
+    }
+
+    // FRR's container crashes on node0: its daemons die at once, the speaker runs on.
+    lab.frr[0].crash();
+    let node0 = lab.lab.nodes[0].1.name.clone();
+    eventually(WAIT, "BIRD to see node0's session go", || async {
+        (lab.router.protocol(&node0).info != "Established").then_some(())
+    })
+    .await;
+    let down = session_state(&lab, 0, &peer, "node0's session down", |s| {
+        s.bgp_state.as_deref() != Some("Established")
+    })
+    .await;
+    println!("while node0's FRR is down its session state says: {down:?}");
+    // Longer than the hold time (9 s): the routes stay, stale, and traffic flows.
+    keeps_routing(&lab, &web, &[0, 1], Duration::from_secs(12)).await;
+    let session = lab.router.protocol(&node0);
+    assert_ne!(session.info, "Established", "{session:?}");
+
+    // The container comes back, loading the speaker's frr.conf.
+    lab.frr[0].restart();
+    eventually(WAIT, "node0's session back on the router", || async {
+        (lab.router.protocol(&node0).info == "Established").then_some(())
+    })
+    .await;
+    wait_for_gateways(&lab, &web, &[0, 1], "both nodes' routes after the restart").await;
+    let state = session_state(&lab, 0, &peer, "node0's session Established again", |s| {
+        s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1)
+    })
+    .await;
+    assert_eq!(state.reason, None);
+}
+
+#[tokio::test]
+async fn with_graceful_restart_a_restarted_speaker_takes_over_its_frr_without_a_session_reset() {
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let mut lab = lab("bgp-speaker-gr-stop", 1, "").await;
+    let web = address(100);
+    let _server = serve(&lab.frr[0], &web);
+    let peer = lab
+        .peer("tor", serde_json::json!({"enableGracefulRestart": true}))
+        .await;
+    lab.advertise().await;
+    lab.lab.service("web", &[&web], false, &[0]).await;
+    wait_for_gateways(&lab, &web, &[0], "a route through node0").await;
+    session_state(&lab, 0, &peer, "an Established session", |s| {
+        s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1)
+    })
+    .await;
+    let before = settled_session_marks(&lab, 0).await;
+
+    // A graceful stop keeps what it advertises to peers with graceful restart: the router goes
+    // on forwarding to the node while its speaker is away.
+    let status = lab
+        .lab
+        .terminate_speaker(0)
+        .wait()
+        .expect("the speaker exits");
+    assert!(status.success(), "{status}");
+    keeps_routing(&lab, &web, &[0], Duration::from_secs(3)).await;
+
+    // The new speaker applies the same configuration to the FRR that ran on: no session reset.
+    lab.lab.start_speaker(0);
+    eventually(
+        WAIT,
+        "the new speaker to apply its configuration",
+        || async {
+            lab.lab
+                .log(0)
+                .contains("FRR runs the new configuration")
+                .then_some(())
+        },
+    )
+    .await;
+    keeps_routing(&lab, &web, &[0], Duration::from_secs(3)).await;
+    assert_eq!(
+        session_marks(&lab, 0).await,
+        before,
+        "the session was reset by the speaker's restart"
+    );
+    let state = session_state(&lab, 0, &peer, "the session Established", |s| {
+        s.bgp_state.as_deref() == Some("Established")
+    })
+    .await;
+    assert_eq!(state.prefixes_advertised, Some(1));
+}
