@@ -626,3 +626,82 @@ async fn with_graceful_restart_a_restarted_speaker_takes_over_its_frr_without_a_
     .await;
     assert_eq!(state.prefixes_advertised, Some(1));
 }
+
+#[tokio::test]
+async fn session_states_follow_a_new_peer_and_new_prefixes_without_waiting_for_a_poll() {
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let mut lab = lab("bgp-speaker-fresh", 1, "").await;
+    let tor = lab.peer("tor", serde_json::json!({})).await;
+    lab.advertise().await;
+    lab.lab
+        .service("web", &[&address(100), &address_v6(0x100)], false, &[0])
+        .await;
+    session_state(&lab, 0, &tor, "an Established session with 1 prefix", |s| {
+        s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1)
+    })
+    .await;
+
+    // The speaker again, asking FRR on its own schedule only every 10 minutes: only what it
+    // reads after its reloads can keep the states fresh within the wait.
+    lab.lab.kill_speaker(0);
+    lab.set_poll_interval(0, "600s");
+    lab.lab.start_speaker(0);
+    eventually(
+        WAIT,
+        "the new speaker to apply its configuration",
+        || async {
+            lab.lab
+                .log(0)
+                .contains("FRR runs the new configuration")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A new peer: its session comes up after the reload, and its first prefixes follow.
+    let tor6 = lab
+        .peer(
+            "tor6",
+            serde_json::json!({"peerAddress": ROUTER_V6.to_string()}),
+        )
+        .await;
+    session_state(
+        &lab,
+        0,
+        &tor6,
+        "the new IPv6 session Established with 1 prefix",
+        |s| s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1),
+    )
+    .await;
+    // FRR took the new peer at the first reload.
+    let metrics = lab.lab.metrics(0);
+    assert!(
+        !metrics.lines().any(
+            |l| l.starts_with("herald_bgp_reloads_total{result=\"failed\"}") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    // New Services: FRR advertises each at once (the router has its route), and the session
+    // state counts it; and one fewer.
+    for (n, name) in [(2, "api"), (3, "db")] {
+        let ip = address(99 + n as u8);
+        lab.lab.service(name, &[&ip], false, &[0]).await;
+        wait_for_gateways(&lab, &ip, &[0], &format!("{name}'s route on the router")).await;
+        session_state(
+            &lab,
+            0,
+            &tor,
+            &format!("{n} prefixes on the session state"),
+            |s| s.prefixes_advertised == Some(n),
+        )
+        .await;
+    }
+    services(&lab.lab.cluster)
+        .delete("api", &Default::default())
+        .await
+        .unwrap();
+    session_state(&lab, 0, &tor, "2 prefixes again", |s| {
+        s.prefixes_advertised == Some(2)
+    })
+    .await;
+}

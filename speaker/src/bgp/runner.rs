@@ -1,7 +1,8 @@
 //! BGP beside the speaker's loop: on every pass the loop hands over what it knows
 //! ([`Bgp::pass`]): this decides, renders this node's `frr.conf` for the FRR driver, and
-//! reports; FRR is polled for its sessions, and this node's `BGPSessionState` objects and
-//! Events follow them. The decisions are in [`super::sessions`] and [`herald_core::bgp`].
+//! reports; FRR is polled for its sessions (on [`super::reads`]' schedule), and this node's
+//! `BGPSessionState` objects and Events follow them. The decisions are in [`super::sessions`],
+//! [`super::reads`] and [`herald_core::bgp`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::objects::BgpObjects;
+use super::reads::{self, Reads, Rendered};
 use super::render::render;
 use super::sessions::{self, FrrView, SessionState, SessionStates};
 use crate::frr::{self, Frr, Paths, ReloadStatus};
@@ -60,6 +62,8 @@ pub struct Bgp {
     pub objects: BgpObjects,
     pub watches: Watches,
     config: watch::Sender<Option<String>>,
+    /// What the configuration handed to the driver sends each peer, for the poller.
+    rendered: watch::Sender<Rendered>,
     reloads: watch::Receiver<ReloadStatus>,
     frr_view: watch::Receiver<FrrView>,
     /// The FRR driver and the poller; they end with this.
@@ -99,6 +103,7 @@ impl Bgp {
         let (config, wanted) = watch::channel(None);
         let (status_tx, reloads) = watch::channel(ReloadStatus::default());
         let (view_tx, frr_view) = watch::channel(FrrView::Unknown);
+        let (rendered, rendered_rx) = watch::channel(Rendered::new());
         let driver = tokio::spawn(frr::run(
             frr.clone(),
             wanted,
@@ -106,7 +111,13 @@ impl Bgp {
             status_tx,
             metrics.clone(),
         ));
-        let poller = tokio::spawn(poll(frr, settings.poll, reloads.clone(), view_tx));
+        let poller = tokio::spawn(poll(
+            frr,
+            settings.poll,
+            reloads.clone(),
+            rendered_rx,
+            view_tx,
+        ));
         let found = Api::<BGPSessionState>::all(client.clone())
             .list_metadata(&ListParams::default().labels(&format!("{NODE_LABEL}={me}")))
             .await
@@ -122,6 +133,7 @@ impl Bgp {
             objects: BgpObjects::new(namespace),
             watches: Watches::default(),
             config,
+            rendered,
             reloads,
             frr_view,
             _tasks: [AbortOnDrop(driver), AbortOnDrop(poller)],
@@ -194,13 +206,24 @@ impl Bgp {
             &passwords,
             &self.objects.profiles(),
         );
+        self.hand_over(config, self.node_bgp.as_ref());
+        self.report_sessions();
+        services
+    }
+
+    /// Hands `config`, which renders `bgp`, to the driver, and what it sends to the poller.
+    fn hand_over(&self, config: String, bgp: Option<&NodeBgp>) {
+        let rendered = reads::rendered(bgp);
+        self.rendered.send_if_modified(|current| {
+            let changed = *current != rendered;
+            *current = rendered;
+            changed
+        });
         self.config.send_if_modified(|current| {
             let changed = current.as_ref() != Some(&config);
             *current = Some(config);
             changed
         });
-        self.report_sessions();
-        services
     }
 
     /// Waits for FRR's sessions, a finished write or Event, and handles it.
@@ -229,11 +252,7 @@ impl Bgp {
             &passwords,
             &self.objects.profiles(),
         );
-        self.config.send_if_modified(|current| {
-            let changed = current.as_ref() != Some(&config);
-            *current = Some(config.clone());
-            changed
-        });
+        self.hand_over(config.clone(), kept.as_ref());
         // Until FRR runs this very configuration: a reload in flight when the stop came (of
         // the configuration before) ends first, and is no withdrawal.
         if self.reloads.borrow().running.as_ref() == Some(&config) {
@@ -372,26 +391,40 @@ fn status_body(state: &SessionState, since: &Time) -> serde_json::Value {
     })
 }
 
-/// Asks FRR for its sessions every `period` and after each reload.
+/// Asks FRR for its sessions every `period`, and after each reload until FRR runs what was
+/// `rendered` ([`Reads`]).
 async fn poll(
     frr: Frr,
     period: Duration,
     mut reloads: watch::Receiver<ReloadStatus>,
+    rendered: watch::Receiver<Rendered>,
     view: watch::Sender<FrrView>,
 ) {
+    let mut reads = Reads::new(period);
     loop {
         let read = match frr.sessions().await {
             Ok(sessions) => FrrView::Sessions(sessions),
             Err(e) => FrrView::Unreadable(e.to_string()),
         };
+        let settled = match &read {
+            FrrView::Sessions(sessions) => reads::runs_as_rendered(&rendered.borrow(), sessions),
+            // Nothing to follow up on: FRR is down or starting, the period's reads will tell.
+            FrrView::Unknown | FrrView::Unreadable(_) => true,
+        };
+        let wait = reads.after_read(settled);
         view.send_if_modified(|current| {
             let changed = *current != read;
             *current = read;
             changed
         });
         tokio::select! {
-            () = tokio::time::sleep(period) => {}
-            changed = reloads.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(wait) => {}
+            changed = reloads.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                reads.on_reload();
+            }
         }
     }
 }
