@@ -704,4 +704,10 @@ async fn session_states_follow_a_new_peer_and_new_prefixes_without_waiting_for_a
         s.prefixes_advertised == Some(2)
     })
     .await;
+    // The next tests' labs have pools of the same addresses, and their speakers see every
+    // namespace's Services: only web's address may stay.
+    services(&lab.lab.cluster)
+        .delete("db", &Default::default())
+        .await
+        .unwrap();
 }
