@@ -52,22 +52,21 @@ impl BgpLan {
         }
     }
 
-    /// The router's neighbors, in [`NODE_ASN`]: each node host over IPv4 (protocol `<host>`),
-    /// then each over IPv6 (protocol `<host>v6`, see [`ipv6_protocol`]).
+    /// The router's IPv4 neighbor for each node host: protocol `<host>`, in [`NODE_ASN`].
     pub fn neighbors(hosts: &[Host], options: &str) -> Vec<BirdNeighbor> {
-        let neighbor = |name: String, address: IpAddr| BirdNeighbor {
-            name,
-            address,
-            asn: NODE_ASN,
-            options: options.to_string(),
-        };
-        let ipv4 = hosts
+        hosts
             .iter()
-            .map(|host| neighbor(host.name.clone(), IpAddr::V4(host.ipv4)));
-        let ipv6 = hosts
+            .map(|host| neighbor(host.name.clone(), IpAddr::V4(host.ipv4), options))
+            .collect()
+    }
+
+    /// The router's IPv6 neighbor for each node host: protocol `<host>v6`
+    /// ([`ipv6_protocol`]), in [`NODE_ASN`].
+    pub fn ipv6_neighbors(hosts: &[Host], options: &str) -> Vec<BirdNeighbor> {
+        hosts
             .iter()
-            .map(|host| neighbor(ipv6_protocol(&host.name), IpAddr::V6(host.ipv6)));
-        ipv4.chain(ipv6).collect()
+            .map(|host| neighbor(ipv6_protocol(&host.name), IpAddr::V6(host.ipv6), options))
+            .collect()
     }
 
     pub fn node(&self, name: &str) -> &FrrNode {
@@ -82,6 +81,15 @@ impl BgpLan {
             .iter_mut()
             .find(|n| n.host.name == name)
             .unwrap_or_else(|| panic!("no node {name}"))
+    }
+}
+
+fn neighbor(name: String, address: IpAddr, options: &str) -> BirdNeighbor {
+    BirdNeighbor {
+        name,
+        address,
+        asn: NODE_ASN,
+        options: options.to_string(),
     }
 }
 
@@ -175,7 +183,11 @@ pub fn add_router(
         &bird_config(
             ROUTER,
             ROUTER_ASN,
-            &BgpLan::neighbors(hosts, neighbor_options),
+            &[
+                BgpLan::neighbors(hosts, neighbor_options),
+                BgpLan::ipv6_neighbors(hosts, neighbor_options),
+            ]
+            .concat(),
         ),
     );
     (router, client)
