@@ -223,9 +223,12 @@ async fn fifty_prefixes_come_and_go_by_reloads_without_a_session_reset() {
     let metrics = Metrics::default();
     let (wanted, configs) = watch::channel(None);
     let (status_sender, status) = watch::channel(ReloadStatus::default());
+    // FRR stays up here.
+    let (_frr_restarted, frr_restarted) = watch::channel(());
     let driver_task = tokio::spawn(frr::run(
         driver(node),
         configs,
+        frr_restarted,
         Timings::default(),
         status_sender,
         metrics.clone(),

@@ -523,6 +523,29 @@ async fn keeps_routing(lab: &BgpSpeakerLan, ip: &str, nodes: &[usize], duration:
     }
 }
 
+/// FRR's container may come back without what it ran (its frr.conf could not be loaded): the
+/// speaker sees FRR back and applies its configuration again.
+#[tokio::test]
+async fn an_frr_that_comes_back_empty_is_configured_again() {
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let mut lab = lab("bgp-speaker-frr-back", 2, "").await;
+    let web = address(100);
+    let _servers: Vec<_> = lab.frr.iter().map(|node| serve(node, &web)).collect();
+    let peer = lab.peer("tor", serde_json::json!({})).await;
+    lab.advertise().await;
+    lab.lab.service("web", &[&web], false, &[0, 1]).await;
+    wait_for_gateways(&lab, &web, &[0, 1], "a route through both nodes").await;
+
+    lab.frr[0].crash();
+    wait_for_gateways(&lab, &web, &[1], "node0's route gone with its FRR").await;
+    lab.frr[0].restart_empty();
+    wait_for_gateways(&lab, &web, &[0, 1], "node0's route back once its FRR is").await;
+    session_state(&lab, 0, &peer, "node0's session Established again", |s| {
+        s.bgp_state.as_deref() == Some("Established") && s.prefixes_advertised == Some(1)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn with_graceful_restart_the_router_keeps_a_nodes_routes_while_its_frr_restarts() {
     let _one = ONE_LAB_AT_A_TIME.lock().await;

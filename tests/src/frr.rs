@@ -114,10 +114,16 @@ impl FrrNode {
     /// Starts every daemon again and loads `frr.conf` into them, as the sidecar's entrypoint
     /// (`scripts/frr-image/herald-frr`) does when its container restarts.
     pub fn restart(&mut self) {
+        self.restart_empty();
+        self.vtysh_args(&["-b"]);
+    }
+
+    /// Starts every daemon again with nothing configured, as FRR comes back when it cannot
+    /// load `frr.conf`.
+    pub fn restart_empty(&mut self) {
         for daemon in DAEMONS {
             self.start_daemon(daemon);
         }
-        self.vtysh_args(&["-b"]);
     }
 
     /// Loads `frr.conf` into `daemon`, as FRR's init script does when it starts a daemon.

@@ -104,9 +104,11 @@ impl Bgp {
         let (status_tx, reloads) = watch::channel(ReloadStatus::default());
         let (view_tx, frr_view) = watch::channel(FrrView::Unknown);
         let (rendered, rendered_rx) = watch::channel(Rendered::new());
+        let (frr_restarted_tx, frr_restarted) = watch::channel(());
         let driver = tokio::spawn(frr::run(
             frr.clone(),
             wanted,
+            frr_restarted,
             settings.reloads,
             status_tx,
             metrics.clone(),
@@ -117,6 +119,7 @@ impl Bgp {
             reloads.clone(),
             rendered_rx,
             view_tx,
+            frr_restarted_tx,
         ));
         let found = Api::<BGPSessionState>::all(client.clone())
             .list_metadata(&ListParams::default().labels(&format!("{NODE_LABEL}={me}")))
@@ -392,20 +395,29 @@ fn status_body(state: &SessionState, since: &Time) -> serde_json::Value {
 }
 
 /// Asks FRR for its sessions every `period`, and after each reload until FRR runs what was
-/// `rendered` ([`Reads`]).
+/// `rendered` ([`Reads`]); tells the driver through `frr_restarted` when FRR's daemons are new ones
+/// (see [`Frr::instance`]).
 async fn poll(
     frr: Frr,
     period: Duration,
     mut reloads: watch::Receiver<ReloadStatus>,
     rendered: watch::Receiver<Rendered>,
     view: watch::Sender<FrrView>,
+    frr_restarted: watch::Sender<()>,
 ) {
     let mut reads = Reads::new(period);
+    let mut instance = None;
     loop {
         let read = match frr.sessions().await {
             Ok(sessions) => FrrView::Sessions(sessions),
             Err(e) => FrrView::Unreadable(e.to_string()),
         };
+        if let Some(now) = frr.instance() {
+            if instance.as_ref().is_some_and(|before| *before != now) {
+                frr_restarted.send_replace(());
+            }
+            instance = Some(now);
+        }
         let settled = match &read {
             FrrView::Sessions(sessions) => reads::runs_as_rendered(&rendered.borrow(), sessions),
             // Nothing to follow up on: FRR is down or starting, the period's reads will tell.

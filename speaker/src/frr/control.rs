@@ -209,6 +209,20 @@ impl Frr {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Which instance of FRR's daemons runs: the vty sockets they made when they started, by
+    /// inode. A restarted FRR (its container restarted) has new ones, and runs only what it
+    /// loaded at start. None while a daemon has no socket.
+    pub fn instance(&self) -> Option<Vec<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        ["zebra", "bgpd", "bfdd"]
+            .iter()
+            .map(|daemon| {
+                let socket = self.paths.vty_socket_dir.join(format!("{daemon}.vty"));
+                std::fs::metadata(socket).ok().map(|m| m.ino())
+            })
+            .collect()
+    }
+
     pub async fn neighbors(&self) -> Result<Vec<Neighbor>, FrrError> {
         let json = self.vtysh("show bgp vrf default neighbors json").await?;
         Ok(state::parse_neighbors(&json)?)

@@ -22,10 +22,12 @@ pub struct ReloadStatus {
 }
 
 /// Runs until `wanted` is closed. `wanted` holds the newest complete `frr.conf`, None until
-/// there is one.
+/// there is one; `frr_restarted` changes when FRR's daemons have restarted (its container
+/// restarted).
 pub async fn run(
     frr: Frr,
     mut wanted: watch::Receiver<Option<String>>,
+    mut frr_restarted: watch::Receiver<()>,
     timings: Timings,
     status: watch::Sender<ReloadStatus>,
     metrics: Metrics,
@@ -42,6 +44,10 @@ pub async fn run(
                 if let Some(config) = wanted.borrow_and_update().clone() {
                     reloads.on_wanted(config, Instant::now());
                 }
+            }
+            Ok(()) = frr_restarted.changed() => {
+                info!("FRR restarted: applying the configuration again");
+                reloads.on_frr_restarted(Instant::now());
             }
             () = sleep_until(tokio::time::Instant::from_std(deadline.unwrap_or_else(Instant::now))),
                 if deadline.is_some() =>

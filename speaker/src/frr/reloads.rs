@@ -128,6 +128,21 @@ impl Reloads {
         }
     }
 
+    /// FRR's daemons restarted (its container did): what they run is not known any more, so
+    /// the configuration they ran is applied again (a reload that changes nothing when they
+    /// loaded it at start).
+    pub fn on_frr_restarted(&mut self, now: Instant) {
+        let Some(config) = self.running.take() else {
+            return;
+        };
+        if self.pending.is_none() && self.applying.is_none() {
+            self.pending = Some(Pending {
+                config,
+                due: now + self.timings.debounce,
+            });
+        }
+    }
+
     /// FRR's message for the last attempt, while the configuration wanted is not applied
     /// because of it.
     pub fn last_failure(&self) -> Option<&str> {
@@ -242,5 +257,26 @@ mod tests {
         // FRR may run half of "b": going back to "a" is a reload, not a no-op.
         r.on_wanted("a".into(), t0 + DEBOUNCE * 2);
         assert_eq!(r.on_deadline(t0 + DEBOUNCE * 3).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn what_ran_is_applied_again_when_frr_restarts() {
+        let mut r = reloads();
+        let t0 = Instant::now();
+        r.on_wanted("a".into(), t0);
+        r.on_deadline(t0 + DEBOUNCE).unwrap();
+        r.on_outcome(&Outcome::Applied, t0 + DEBOUNCE);
+        r.on_frr_restarted(t0 + DEBOUNCE * 2);
+        assert_eq!(r.running(), None);
+        assert_eq!(r.on_deadline(t0 + DEBOUNCE * 3).as_deref(), Some("a"));
+        // A newer configuration wanted meanwhile is what is applied.
+        r.on_outcome(&Outcome::Applied, t0 + DEBOUNCE * 3);
+        r.on_wanted("b".into(), t0 + DEBOUNCE * 4);
+        r.on_frr_restarted(t0 + DEBOUNCE * 4);
+        assert_eq!(r.on_deadline(t0 + DEBOUNCE * 5).as_deref(), Some("b"));
+        // Before anything was applied there is nothing to apply again.
+        let mut fresh = reloads();
+        fresh.on_frr_restarted(t0);
+        assert_eq!(fresh.next_deadline(), None);
     }
 }
