@@ -537,11 +537,9 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    Ok(Api::<K>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .with_context(|| format!("listing Herald's {kinds}"))?
-        .items)
+    list_if_served(client, kinds)
+        .await?
+        .map_err(anyhow::Error::msg)
 }
 
 /// Every object of a cluster-scoped Herald kind; or, when the API server does not serve the
@@ -560,7 +558,7 @@ where
     {
         Ok(list) => Ok(Ok(list.items)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(Err(format!(
-            "the API server does not serve {kinds} (are Herald's BGP CRDs installed?)"
+            "the API server does not serve {kinds} (are Herald's CRDs installed?)"
         ))),
         Err(kube::Error::Api(status)) if status.code == 403 => Ok(Err(format!(
             "this user may not list {kinds}: {}",

@@ -166,7 +166,7 @@ async fn why_tells_which_nodes_advertise_over_bgp_and_why_the_others_do_not() {
     let notes = web["announcement"]["notes"].as_array().unwrap();
     assert!(
         notes.iter().any(|n| n
-            == "BGP: not shown: the API server does not serve BGPPeers (are Herald's BGP CRDs \
+            == "BGP: not shown: the API server does not serve BGPPeers (are Herald's CRDs \
                 installed?)"),
         "{notes:?}"
     );

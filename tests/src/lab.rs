@@ -278,6 +278,20 @@ impl Lab {
         lab
     }
 
+    /// A lab for a test binary: a namespace of its own on the real cluster's API server, the
+    /// processes' logs in the server's folder. `profile_dir`: the Cargo profile folder of the
+    /// test's binaries (`lab-probe`); `bgp`: [`LabConfig::with_bgp`].
+    pub async fn for_test(name: &str, profile_dir: &Path, bgp: bool) -> Lab {
+        let server = crate::cluster_api_server(api_endpoint()).await;
+        let cluster = crate::namespace_on(server, &format!("{name}-{}", std::process::id())).await;
+        let log_dir = cluster.server().data_dir().join(name);
+        let mut config = LabConfig::three_nodes(name, profile_dir, cluster.server(), log_dir);
+        if bgp {
+            config = config.with_bgp();
+        }
+        Lab::start(cluster, config).await
+    }
+
     /// `helm install` of `deploy/helm/herald` with its default values, as the README has it;
     /// with BGP, the FRR sidecar on (`speaker.bgp.enabled`).
     fn install_herald(&self) {
@@ -453,6 +467,16 @@ impl Lab {
             .collect();
         pods.sort_by(|a, b| a.name.cmp(&b.name));
         pods
+    }
+
+    /// The echo Pod on node `i`.
+    pub async fn echo_pod_on(&self, i: usize) -> LabPod {
+        let node = &self.nodes[i].name;
+        self.pods()
+            .await
+            .into_iter()
+            .find(|p| &p.node == node)
+            .unwrap_or_else(|| panic!("no echo Pod on {node}"))
     }
 
     /// Stops the controller as Kubernetes would: its Deployment scaled to none (SIGTERM: a

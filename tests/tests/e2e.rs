@@ -12,22 +12,18 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use herald_tests::lab::{Lab, LabConfig, NODE_FAILURE_WAIT, Probe, Reply, WAIT, api_endpoint};
-use herald_tests::{cluster_api_server, eventually, namespace_on};
+use herald_tests::eventually;
+use herald_tests::lab::{Lab, NODE_FAILURE_WAIT, Probe, Reply, WAIT};
 
 const CLUSTER: &str = "echo-cluster";
 const LOCAL: &str = "echo-local";
 
 async fn lab(name: &str) -> Lab {
-    let server = cluster_api_server(api_endpoint()).await;
-    let cluster = namespace_on(server, &format!("{name}-{}", std::process::id())).await;
     // Cargo builds every binary of the workspace into one folder before it runs the tests.
     let profile_dir = Path::new(env!("CARGO_BIN_EXE_lab-echo"))
         .parent()
         .expect("a target folder");
-    let log_dir = cluster.server().data_dir().join(name);
-    let config = LabConfig::three_nodes(name, profile_dir, cluster.server(), log_dir);
-    Lab::start(cluster, config).await
+    Lab::for_test(name, profile_dir, false).await
 }
 
 #[tokio::test]

@@ -12,19 +12,14 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use herald_tests::lab::bgp::OUTSIDE_CLIENT;
-use herald_tests::lab::{Lab, LabConfig, Reply, api_endpoint};
-use herald_tests::{cluster_api_server, namespace_on};
+use herald_tests::lab::{Lab, Reply};
 
 async fn lab(name: &str) -> Lab {
-    let server = cluster_api_server(api_endpoint()).await;
-    let cluster = namespace_on(server, &format!("{name}-{}", std::process::id())).await;
     // Cargo builds every binary of the workspace into one folder before it runs the tests.
     let profile_dir = Path::new(env!("CARGO_BIN_EXE_lab-echo"))
         .parent()
         .expect("a target folder");
-    let log_dir = cluster.server().data_dir().join(name);
-    let config = LabConfig::three_nodes(name, profile_dir, cluster.server(), log_dir).with_bgp();
-    Lab::start(cluster, config).await
+    Lab::for_test(name, profile_dir, true).await
 }
 
 /// The echo replies to `count` requests from the outside client to `ip`; panics on a failed
@@ -95,12 +90,7 @@ async fn bgp_end_to_end() {
     // A node without a ready endpoint stops advertising the Local Service only.
     let node = 2;
     let name = lab.nodes[node].name.clone();
-    let pod = lab
-        .pods()
-        .await
-        .into_iter()
-        .find(|p| p.node == name)
-        .expect("an echo Pod on every node");
+    let pod = lab.echo_pod_on(node).await;
     lab.cluster.kubectl(&["cordon", &name]);
     lab.cluster
         .kubectl(&["delete", "pod", "-n", lab.cluster.namespace(), &pod.name]);

@@ -320,11 +320,7 @@ async fn demo(state: &Path) -> Lab {
     step("A node loses echo-local's endpoint: kubectl herald why tells the whole story");
     let before = lab.settled(LOCAL_SERVICE, local_ips[0]).await;
     let node = lab.nodes[before].name.clone();
-    let pods = lab.pods().await;
-    let pod = pods
-        .iter()
-        .find(|p| p.node == node)
-        .expect("an echo Pod on every node");
+    let pod = lab.echo_pod_on(before).await;
     say(&format!(
         "  {node} answers for {LOCAL_SERVICE}. Cordoned, with its echo Pod deleted, it has no ready"
     ));
@@ -476,12 +472,7 @@ async fn bgp_demo(state: &Path) -> Lab {
     step("A node loses echo-bgp-local's endpoint: its route for that Service goes");
     let node = 2;
     let name = lab.nodes[node].name.clone();
-    let pod = lab
-        .pods()
-        .await
-        .into_iter()
-        .find(|p| p.node == name)
-        .expect("an echo Pod on every node");
+    let pod = lab.echo_pod_on(node).await;
     say(&format!(
         "  {name} is cordoned and its echo Pod deleted (the new Pod waits: one per node)."
     ));
