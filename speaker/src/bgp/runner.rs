@@ -395,8 +395,8 @@ fn status_body(state: &SessionState, since: &Time) -> serde_json::Value {
 }
 
 /// Asks FRR for its sessions every `period`, and after each reload until FRR runs what was
-/// `rendered` ([`Reads`]); tells the driver through `frr_restarted` when FRR's daemons are new ones
-/// (see [`Frr::instance`]).
+/// `rendered` ([`Reads`]); tells the driver through `frr_restarted` when FRR's daemons are new
+/// ones (see [`Frr::instance`]).
 async fn poll(
     frr: Frr,
     period: Duration,
