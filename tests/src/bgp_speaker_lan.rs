@@ -20,9 +20,6 @@ use crate::objects::apply_herald;
 use crate::router::Router;
 use crate::speaker_lan::SpeakerLan;
 
-/// The address block the lab's pool holds for BGP tests (`203.0.113.100-150`).
-pub const FIRST_SERVICE: u8 = 100;
-
 pub struct BgpSpeakerLan {
     // Dropped in this order (after the speakers, which Drop kills): FRR and the router before
     // the namespaces they run in.
