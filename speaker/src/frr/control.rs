@@ -210,15 +210,17 @@ impl Frr {
     }
 
     /// Which instance of FRR's daemons runs: the vty sockets they made when they started, by
-    /// inode. A restarted FRR (its container restarted) has new ones, and runs only what it
-    /// loaded at start. None while a daemon has no socket.
-    pub fn instance(&self) -> Option<Vec<u64>> {
+    /// inode and change time (a new socket may get the inode of the one it replaces). A
+    /// restarted FRR (its container restarted) has new ones, and runs only what it loaded at
+    /// start. None while a daemon has no socket.
+    pub fn instance(&self) -> Option<Vec<(u64, i64, i64)>> {
         use std::os::unix::fs::MetadataExt;
         ["zebra", "bgpd", "bfdd"]
             .iter()
             .map(|daemon| {
                 let socket = self.paths.vty_socket_dir.join(format!("{daemon}.vty"));
-                std::fs::metadata(socket).ok().map(|m| m.ino())
+                let socket = std::fs::metadata(socket).ok()?;
+                Some((socket.ino(), socket.ctime(), socket.ctime_nsec()))
             })
             .collect()
     }
