@@ -116,22 +116,7 @@ mod tests {
 
     fn session(peer: &str, state: BgpState, advertised: &[&str]) -> Session {
         Session {
-            neighbor: Neighbor {
-                peer: peer.into(),
-                remote_as: 64500,
-                local_as: 64512,
-                state,
-                up_for: None,
-                established_count: 1,
-                dropped_count: 0,
-                last_reset: None,
-                last_notification: None,
-                password_set: false,
-                opens_sent: 1,
-                messages_received: 3,
-                prefixes_sent: BTreeMap::new(),
-                bfd: None,
-            },
+            neighbor: Neighbor::example(peer, state),
             bfd: None,
             advertised: advertised
                 .iter()

@@ -232,28 +232,9 @@ mod tests {
         }
     }
 
-    fn neighbor(peer: &str, state: BgpState) -> Neighbor {
-        Neighbor {
-            peer: peer.into(),
-            remote_as: 64500,
-            local_as: 64512,
-            state,
-            up_for: None,
-            established_count: 0,
-            dropped_count: 0,
-            last_reset: None,
-            last_notification: None,
-            password_set: false,
-            opens_sent: 1,
-            messages_received: 3,
-            prefixes_sent: BTreeMap::new(),
-            bfd: None,
-        }
-    }
-
     fn frr_session(peer: &str, state: BgpState, prefixes: usize, bfd: Option<BfdState>) -> Session {
         Session {
-            neighbor: neighbor(peer, state),
+            neighbor: Neighbor::example(peer, state),
             bfd: bfd.map(|state| BfdPeer {
                 peer: peer.parse().unwrap(),
                 interface: None,

@@ -125,6 +125,30 @@ const NO_ROUTE: &str = "Waiting for NHT";
 /// FRR's `lastResetDueTo` for a NOTIFICATION this node sent.
 const NOTIFICATION_SENT: &str = "BGP Notification send";
 
+/// A neighbor `peer` in `state`, as FRR shows one that never dropped a session: the unit
+/// tests' example.
+#[cfg(test)]
+impl Neighbor {
+    pub(crate) fn example(peer: &str, state: BgpState) -> Neighbor {
+        Neighbor {
+            peer: peer.into(),
+            remote_as: 64500,
+            local_as: 64512,
+            state,
+            up_for: None,
+            established_count: 0,
+            dropped_count: 0,
+            last_reset: None,
+            last_notification: None,
+            password_set: false,
+            opens_sent: 1,
+            messages_received: 3,
+            prefixes_sent: BTreeMap::new(),
+            bfd: None,
+        }
+    }
+}
+
 impl Neighbor {
     pub fn established(&self) -> bool {
         self.state == BgpState::Established
